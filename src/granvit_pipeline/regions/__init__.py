@@ -1,0 +1,1 @@
+"""Region data contract, readers, demo data, validation and shards (no Kedro imports)."""
