@@ -32,8 +32,13 @@ class DataError(ValueError):
     """Input that stops the run: the message names the file, the record and the rule."""
 
     def __init__(self, file: str, record: str, rule: str, message: str) -> None:
-        self.file, self.record, self.rule = str(file), record, rule
+        self.file, self.record, self.rule, self.detail = str(file), record, rule, message
         super().__init__(f"{file}: {record}: [{rule}] {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str]]:
+        # Exceptions unpickle as cls(*args); ours takes four arguments, so say which. Needed
+        # when a DataError crosses a process pool (parallel shard writing).
+        return (type(self), (self.file, self.record, self.rule, self.detail))
 
 
 def _to_json(payload: Any) -> str | None:

@@ -67,7 +67,9 @@ def assign_split(image_id: str, fractions: Mapping[str, float] = DEFAULT_SPLIT_F
     return SPLITS[-1]
 
 
-def region_batch(rows: Sequence[Mapping[str, object]] | Iterable[Mapping[str, object]]) -> pa.RecordBatch:
+def region_batch(
+    rows: Sequence[Mapping[str, object]] | Iterable[Mapping[str, object]],
+) -> pa.RecordBatch:
     """Build a :data:`REGION_SCHEMA` record batch from row dicts (missing nullable keys -> null)."""
     rows = list(rows)
     columns = {name: [row.get(name) for row in rows] for name in COLUMNS}

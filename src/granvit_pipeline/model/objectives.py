@@ -1,0 +1,96 @@
+"""Per-stage training losses: the function the training engine calls once per step.
+
+``stage_loss`` goes through ``model(...)`` only (one call, encoder pass shared between the
+caption loss and self-distillation), so it works the same on a bare :class:`GranViT` and on a
+wrapper that forwards ``__call__`` (e.g. a DeepSpeed engine). :class:`StageObjective` packages
+model + teacher + settings as an ``nn.Module`` whose ``forward(batch)`` returns the loss dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from granvit_pipeline.model.distill import DistillConfig, EMATeacher, distill_loss
+from granvit_pipeline.model.modeling import STAGES
+
+_DISTILL_STAGES = frozenset({"stage1", "global_only"})
+
+
+def stage_loss(
+    model: nn.Module,
+    batch: dict[str, Any],
+    stage: str,
+    teacher: EMATeacher | None = None,
+    distill_cfg: DistillConfig | None = None,
+    lambda_distill: float = 1.0,
+) -> dict[str, Tensor]:
+    """Loss of one batch for ``stage`` (``lm_warmup``, ``stage1``, ``stage2``, ``global_only``).
+
+    Returns ``{"loss", "loss_caption", "loss_distill"}`` (``()`` tensors):
+    ``loss = loss_caption + lambda_distill * loss_distill``. ``lm_warmup`` is text-only (no
+    image). Self-distillation runs in ``stage1``/``global_only`` when a teacher is given,
+    ``lambda_distill > 0`` and the batch has boxes (``has_box``); otherwise ``loss_distill`` is 0.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    if stage == "lm_warmup":
+        out = model(ids, mask, labels)
+        return {"loss": out.loss, "loss_caption": out.loss, "loss_distill": out.loss.new_zeros(())}
+    cfg = distill_cfg or DistillConfig()
+    has_box = batch["has_box"].to(torch.bool)
+    distill = (
+        stage in _DISTILL_STAGES
+        and teacher is not None
+        and lambda_distill > 0
+        and bool(has_box.any())
+    )
+    pixels = batch["pixel_values"]
+    out = model(
+        ids, mask, labels, pixel_values=pixels, return_features=distill, feature_layer=cfg.layer
+    )
+    if not distill:
+        zero = out.loss.new_zeros(())
+        return {"loss": out.loss, "loss_caption": out.loss, "loss_distill": zero}
+    index = torch.nonzero(has_box.to(pixels.device)).squeeze(1)
+    boxes = batch["boxes_px"].to(pixels.device)[index]
+    assert teacher is not None  # for the type checker: guarded by `distill`
+    loss_distill = distill_loss(out.image_features, teacher, pixels, boxes, index, cfg)
+    loss = out.loss + lambda_distill * loss_distill
+    return {"loss": loss, "loss_caption": out.loss, "loss_distill": loss_distill}
+
+
+class StageObjective(nn.Module):
+    """``forward(batch) -> dict of losses`` for the training engine.
+
+    Holds the model and (stage 1 with distillation) the EMA teacher as submodules, so one
+    ``state_dict`` checkpoints both (resume keeps the teacher). Call :meth:`ema_update` after
+    each optimizer step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        stage: str,
+        teacher: EMATeacher | None = None,
+        distill_cfg: DistillConfig | None = None,
+        lambda_distill: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.model, self.teacher, self.stage = model, teacher, stage
+        self.distill_cfg = distill_cfg or DistillConfig()
+        self.lambda_distill = lambda_distill
+        model.set_trainable(stage)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return stage_loss(
+            self.model, batch, self.stage, self.teacher, self.distill_cfg, self.lambda_distill
+        )
+
+    def ema_update(self) -> None:
+        """EMA step of the teacher towards the student encoder (no-op without a teacher)."""
+        if self.teacher is not None:
+            self.teacher.update(self.model, self.distill_cfg.ema_alpha)

@@ -1,0 +1,23 @@
+"""Project pipelines: one per stage, plus ``data`` (ingest -> validate -> shard)."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from granvit_pipeline.pipelines import ingest, shard, validate
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines by name; ``__default__`` is the whole demo run.
+
+    Listed explicitly rather than with ``find_pipelines``: since Kedro 1.7 it imports only
+    the modules named by ``--pipelines``, so composite names such as ``data`` fail there.
+    """
+    pipelines = {
+        "ingest": ingest.create_pipeline(),
+        "validate": validate.create_pipeline(),
+        "shard": shard.create_pipeline(),
+    }
+    pipelines["data"] = pipelines["ingest"] + pipelines["validate"] + pipelines["shard"]
+    pipelines["__default__"] = pipelines["data"]
+    return pipelines

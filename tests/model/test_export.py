@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from granvit_pipeline.model.config import GranViTConfig
+from granvit_pipeline.model.export import export_encoder, export_full, load_full
+from granvit_pipeline.model.modeling import GranViT
+
+
+def test_exported_encoder_loads_with_automodel(
+    tiny_model: GranViT, tokenizer: Any, tmp_path: Path
+) -> None:
+    out = export_encoder(tiny_model, tmp_path / "enc", tokenizer)
+    assert (out / "model.safetensors").is_file() and (out / "projector.safetensors").is_file()
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))
+    loaded = AutoModel.from_pretrained(out, local_files_only=True).eval()
+    pixels = torch.randn(2, 3, tiny_model.image_size, tiny_model.image_size)
+    tiny_model.eval()
+    with torch.no_grad():
+        expected = tiny_model.encode_image(pixels)
+        got = loaded(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_export_full_round_trip(tiny_model: GranViT, tokenizer: Any, tmp_path: Path) -> None:
+    export_full(tiny_model, tmp_path / "full", tokenizer)
+    model, tok = load_full(tmp_path / "full")
+    assert tok is not None and tok.get_vocab() == tokenizer.get_vocab()
+    g = torch.Generator().manual_seed(0)
+    s = tiny_model.image_size
+    pixels = torch.randn(2, 3, s, s, generator=g)
+    ids = torch.randint(5, len(tokenizer), (2, 7), generator=g)
+    mask = torch.ones_like(ids)
+    tiny_model.eval()
+    model.eval()
+    with torch.no_grad():
+        a = tiny_model(ids, mask, ids, pixel_values=pixels, return_logits=True)
+        b = model(ids, mask, ids, pixel_values=pixels, return_logits=True)
+    torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
+    saved = GranViTConfig.model_validate_json((tmp_path / "full" / "granvit.json").read_text())
+    assert saved.vision_weights_dir is None and saved.vision == tiny_model.config.vision
+
+
+def test_mismatched_weights_are_refused(tiny_model: GranViT, tmp_path: Path) -> None:
+    export_full(tiny_model, tmp_path / "full")
+    config = tiny_model.config.model_copy(
+        update={
+            "vision_weights_dir": tmp_path / "full" / "encoder",
+            "vision": tiny_model.config.vision.model_copy(update={"hidden_size": 64}),
+        }
+    )
+    with pytest.raises(ValueError, match="hidden_size"):
+        GranViT(config)
+    with pytest.raises(FileNotFoundError, match=r"granvit\.json"):
+        load_full(tmp_path)
