@@ -13,12 +13,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF = REPO_ROOT / "conf"
 
 
-@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yml")), ids=lambda p: str(p.relative_to(CONF)))
+@pytest.mark.parametrize(
+    "path", sorted(CONF.rglob("*.yml")), ids=lambda p: str(p.relative_to(CONF))
+)
 def test_yaml_parses(path: Path) -> None:
     assert yaml.safe_load(path.read_text()) is not None, f"{path} is empty"
 
 
-@pytest.mark.parametrize("path", sorted(CONF.rglob("*.json")), ids=lambda p: str(p.relative_to(CONF)))
+@pytest.mark.parametrize(
+    "path", sorted(CONF.rglob("*.json")), ids=lambda p: str(p.relative_to(CONF))
+)
 def test_json_parses(path: Path) -> None:
     assert isinstance(json.loads(path.read_text()), dict)
 

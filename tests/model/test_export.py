@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from granvit_pipeline.model.config import GranViTConfig
-from granvit_pipeline.model.export import export_encoder, export_full, load_full
+from granvit_pipeline.model.config import GranViTConfig, get_preset
+from granvit_pipeline.model.export import build_model, export_encoder, export_full, load_full
 from granvit_pipeline.model.modeling import GranViT
 
 
@@ -58,3 +58,13 @@ def test_mismatched_weights_are_refused(tiny_model: GranViT, tmp_path: Path) -> 
         GranViT(config)
     with pytest.raises(FileNotFoundError, match=r"granvit\.json"):
         load_full(tmp_path)
+
+
+def test_build_model_from_tokenizer_dir(tokenizer: Any, tmp_path: Path) -> None:
+    tokenizer.save_pretrained(tmp_path / "tok")
+    config = get_preset("tiny", tokenizer_dir=tmp_path / "tok")
+    model, tok = build_model(config)
+    assert model.llm.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert tok.get_vocab() == tokenizer.get_vocab()
+    with pytest.raises(ValueError, match="tokenizer_dir"):
+        build_model(get_preset("tiny"))

@@ -176,3 +176,16 @@ def test_fit_vocab_sets_llm_rows(tiny_config: GranViTConfig) -> None:
     assert (
         GranViT(fit_vocab(get_preset("tiny"), 77)).llm.get_input_embeddings().weight.shape[0] == 77
     )
+
+
+def test_text_only_generate_ignores_left_padding(tiny_model: GranViT) -> None:
+    tiny_model.eval()
+    ids = torch.randint(
+        5, tiny_model.config.llm.vocab_size, (2, 6), generator=torch.Generator().manual_seed(2)
+    )
+    mask = torch.ones_like(ids)
+    padded, padded_mask = ids.clone(), mask.clone()
+    padded[1, :3], padded_mask[1, :3] = 0, 0
+    together = tiny_model.generate(None, padded, padded_mask, 4, eos_token_id=-1, pad_token_id=0)
+    alone = tiny_model.generate(None, ids[1:, 3:], mask[1:, 3:], 4, eos_token_id=-1, pad_token_id=0)
+    assert together[1].tolist() == alone[0].tolist()

@@ -44,9 +44,20 @@ def test_suite_is_built_from_the_schema_and_config(suite: Any) -> None:
     non_nullable = [f.name for f in REGION_SCHEMA if not f.nullable]
     assert {f"not_null({c})" for c in non_nullable} <= set(names)
     assert "not_null(global_caption)" not in names
-    for name in ("columns", "x2 > x1", "y2 > y1", "x2 <= width", "y2 <= height",
-                 "finite_in_range(x1)", "text_length(1..max_text_chars)", "unique(region_id)",
-                 "in_set(kind)", "in_set(text_type)", "in_set(split)", "size_above(width, 448)"):
+    for name in (
+        "columns",
+        "x2 > x1",
+        "y2 > y1",
+        "x2 <= width",
+        "y2 <= height",
+        "finite_in_range(x1)",
+        "text_length(1..max_text_chars)",
+        "unique(region_id)",
+        "in_set(kind)",
+        "in_set(text_type)",
+        "in_set(split)",
+        "size_above(width, 448)",
+    ):
         assert name in names  # fmt: skip
     lengths = next(e for e in suite.expectations if e.meta["name"].startswith("text_length"))
     assert lengths.max_value == CFG.max_text_chars

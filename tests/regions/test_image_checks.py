@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -147,3 +148,14 @@ def test_images_without_accepted_rows_are_not_opened(tmp_path: Path) -> None:
     result = find_rejections([region_batch(rows)], cfg)
     assert result.quarantine.column("rule").to_pylist() == ["kind_valid"]
     assert result.summary.images_checked == 0
+
+
+def test_real_coco_images_pass(coco128: Path) -> None:
+    meta = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+    refs = [
+        ImageRef(str(im["id"]), im["file_name"], im["width"], im["height"])
+        for im in meta["images"][:4]
+    ]
+    with ImageChecker(LIMIT, workers=2, root=coco128 / "train2017") as checker:
+        results = list(checker.check(refs))
+    assert [r.rule for r in results] == [None] * len(refs), [r.message for r in results]

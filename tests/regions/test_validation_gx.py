@@ -28,8 +28,9 @@ def row(img: str = "demo/1", rid: str = "0", **kw: Any) -> dict[str, Any]:
     return base | kw
 
 
+@pytest.mark.slow
 def test_gx_reports_raw_failures_and_accepts_what_the_rules_accept() -> None:
-    first = region_batch([row(rid="0"), row(rid="1", kind="photo"), row(rid="2", x2=5.0)])
+    first = region_batch([row(rid="0"), row(rid="1", kind="photo"), row(rid="2", x2=60.0, y2=60.0)])
     second = region_batch([row("demo/2", "0"), row("demo/2", "1", text="")])
     result = find_rejections([first, second], CFG.model_copy(update={"expectations_max_rows": 2}))
     gx_summary = result.summary.expectations
@@ -51,6 +52,7 @@ def test_gx_row_budget_stops_the_contract_check() -> None:
     assert summary["raw_first_batch"] is None
 
 
+@pytest.mark.slow
 def test_contract_error_names_the_expectation_the_rules_do_not_enforce() -> None:
     base = build_region_suite(CFG)
     extra = gx.expectations.ExpectColumnValuesToBeInSet(

@@ -36,7 +36,7 @@ class FileFolderDataset(AbstractDataset[Mapping[str, bytes], Path]):
 
     def _load(self) -> Path:
         if not self._path.is_dir():
-            raise DatasetError(f"{self._path}: folder does not exist (run the producing node first)")
+            raise DatasetError(f"{self._path}: no such folder (run the producing node first)")
         return self._path
 
     def _exists(self) -> bool:

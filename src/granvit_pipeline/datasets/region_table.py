@@ -87,7 +87,7 @@ class RegionTableDataset(AbstractDataset[RegionStream, RegionTable]):
 
 
 def _write_parts(batches: Iterable[pa.RecordBatch], folder: Path, rows_per_part: int) -> int:
-    """Stream batches into Parquet parts of at most ``rows_per_part`` rows; returns the row count."""
+    """Stream batches into Parquet parts of at most ``rows_per_part`` rows; returns rows."""
     folder.mkdir(parents=True)
     writer, part, in_part, total = None, 0, 0, 0
     try:

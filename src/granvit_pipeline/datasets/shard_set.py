@@ -10,17 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from granvit_pipeline.regions import shards
+from granvit_pipeline.regions.shard_format import ShardConfig, read_manifest
+from granvit_pipeline.regions.shard_writer import write_shards
+
+if TYPE_CHECKING:
+    from granvit_pipeline.regions.shard_reader import ShardDataset
 
 
 @dataclass
 class ShardPlan:
-    specs: Iterable[Any]  # shards.ShardSpec, lazily planned
-    config: shards.ShardConfig
+    specs: Iterable[Any]  # shard_format.ShardSpec, lazily planned
+    config: ShardConfig
 
 
 @dataclass
@@ -28,9 +32,12 @@ class ShardSet:
     path: Path
     manifest: dict[str, Any]
 
-    def dataset(self, split: str, **kwargs: Any) -> shards.ShardDataset:
+    def dataset(self, split: str, **kwargs: Any) -> ShardDataset:
         """A streaming torch ``IterableDataset`` over one split (see ``ShardDataset``)."""
-        return shards.ShardDataset(self.path, split, **kwargs)
+        # Imported here: the reader needs torch, which the data pipeline never loads.
+        from granvit_pipeline.regions.shard_reader import ShardDataset
+
+        return ShardDataset(self.path, split, **kwargs)
 
 
 class ShardSetDataset(AbstractDataset[ShardPlan, ShardSet]):
@@ -38,12 +45,14 @@ class ShardSetDataset(AbstractDataset[ShardPlan, ShardSet]):
         self._path = Path(path)
 
     def _save(self, data: ShardPlan) -> None:
-        shards.write_shards(data.specs, self._path, data.config)
+        write_shards(data.specs, self._path, data.config)
 
     def _load(self) -> ShardSet:
         if not (self._path / "manifest.json").is_file():
-            raise DatasetError(f"{self._path}: no shard manifest here (run `kedro run --pipeline shard`)")
-        return ShardSet(self._path, shards.read_manifest(self._path))
+            raise DatasetError(
+                f"{self._path}: no shard manifest (run `kedro run --pipelines shard`)"
+            )
+        return ShardSet(self._path, read_manifest(self._path))
 
     def _exists(self) -> bool:
         return (self._path / "manifest.json").is_file()

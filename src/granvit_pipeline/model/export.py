@@ -17,7 +17,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from granvit_pipeline.model.config import GranViTConfig
+from granvit_pipeline.model.config import GranViTConfig, fit_vocab
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.tokenizer import load_tokenizer
 
@@ -74,3 +74,16 @@ def load_full(model_dir: str | Path) -> tuple[GranViT, Any | None]:
     model.projector.load_state_dict(load_file(str(root / PROJECTOR_FILE)))
     tokenizer = load_tokenizer(root / "tokenizer") if (root / "tokenizer").is_dir() else None
     return model, tokenizer
+
+
+def build_model(config: GranViTConfig, tokenizer: Any | None = None) -> tuple[GranViT, Any]:
+    """Model + tokenizer from a config: the tokenizer given, else ``config.tokenizer_dir``.
+
+    A randomly initialised LLM gets exactly the tokenizer's vocabulary (``fit_vocab``); a
+    pretrained one (``llm_weights_dir``) must already cover it.
+    """
+    if tokenizer is None:
+        if config.tokenizer_dir is None:
+            raise ValueError("pass a tokenizer or set tokenizer_dir in the GranViT config")
+        tokenizer = load_tokenizer(config.tokenizer_dir)
+    return GranViT(fit_vocab(config, len(tokenizer))), tokenizer

@@ -3,9 +3,9 @@
 Every rule yields a boolean numpy mask over the rows of a chunk (``True`` = the row breaks it).
 Masks are packed into one ``uint32`` per row, bit ``k`` standing for ``RULES[k]``; a rejected
 row's rule is its lowest set bit, i.e. the first broken rule in :data:`RULES` order:
-structural errors, then paper filters, then image checks. Filters are only evaluated where
-the quantities they test are defined (a box filter needs a finite, ordered box), so a broken
-box is reported as broken, not also as "too small".
+structural errors, then paper filters, then image checks. Filters are only evaluated on rows
+that pass every structural rule, so a broken box is reported as broken, not also as "too
+small". ``positive_image_size`` precedes ``box_inside_image``: no box fits a non-positive image.
 
 Messages are built with ``pyarrow.compute`` string kernels over the rejected rows only.
 """

@@ -48,7 +48,9 @@ class IngestParams(BaseModel):
             return [DemoSource()]
         missing = [k for k in ("annotations", "images") if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"ingest.format={self.format} needs ingest.{' and ingest.'.join(missing)}")
+            raise ValueError(
+                f"ingest.format={self.format} needs ingest.{' and ingest.'.join(missing)}"
+            )
         return [
             SourceConfig(
                 format=self.format,

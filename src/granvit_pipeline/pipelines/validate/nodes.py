@@ -71,9 +71,7 @@ def accept_regions(
     accepted = drop_rejected(
         raw_regions.batches(), quarantine.column("region_id"), expected_rows=quarantine.num_rows
     )
-    logger.info(
-        "validate: %d of %d rows accepted", report["rows_accepted"], report["rows_checked"]
-    )
+    logger.info("validate: %d of %d rows accepted", report["rows_accepted"], report["rows_checked"])
     both = pa.concat_tables([raw_regions.quarantine(), quarantine])
     return RegionStream(
         accepted,
