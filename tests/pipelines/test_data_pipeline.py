@@ -103,3 +103,24 @@ def test_too_many_rejected_rows_stops_the_run_after_writing_the_report(project: 
     assert report["passed"] is False
     assert report["rejected_by_rule"]["image_missing"] == 5
     assert not (project / "data/03_primary/regions").exists()
+
+
+def test_several_sources_from_a_conf_environment(project: Path, coco128: Path) -> None:
+    env = project / "conf" / "mix"
+    env.mkdir()
+    (env / "parameters_ingest.yml").write_text(
+        "ingest:\n"
+        "  demo: {n_images: 20}\n"
+        "  sources:\n"
+        "    - {format: demo}\n"
+        f"    - {{format: coco, source: coco128,"
+        f" annotations: {coco128}/annotations/instances_train2017.json,"
+        f" images: {coco128}/train2017}}\n"
+    )
+    with KedroSession.create(project_path=project, env="mix") as session:
+        session.run(pipeline_names=["ingest"])
+
+    summary = json.loads((project / "data/02_intermediate/raw_regions/summary.json").read_text())
+    assert summary["rows_per_source"]["coco128"] == 939
+    assert summary["rows_per_source"]["demo"] > 0
+    assert summary["rows"] == sum(summary["rows_per_source"].values())

@@ -39,7 +39,7 @@ def paired_iou(pred_xyxy: npt.ArrayLike, gt_xyxy: npt.ArrayLike) -> npt.NDArray[
     pred = torch.as_tensor(np.asarray(pred_xyxy, dtype=np.float64)).reshape(-1, 4)
     gt = torch.as_tensor(np.asarray(gt_xyxy, dtype=np.float64)).reshape(-1, 4)
     if pred.shape != gt.shape:
-        raise ValueError(f"need as many predicted as ground-truth boxes: {pred.shape} vs {gt.shape}")
+        raise ValueError(f"{pred.shape[0]} predicted boxes for {gt.shape[0]} ground-truth boxes")
     for name, boxes in (("pred", pred), ("gt", gt)):
         if bool(((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()):
             raise ValueError(f"{name} boxes must be xyxy with x1 <= x2 and y1 <= y2")

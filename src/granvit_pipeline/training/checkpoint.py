@@ -4,16 +4,23 @@ Layout of `<output_dir>/checkpoints/`:
 
     latest                                   tag of the newest complete checkpoint (text)
     step_000040/
-      mp_rank_00_model_states.pt             DeepSpeed: module weights + our client_state
-                                             (step, recipe extra state); written by rank 0
+      mp_rank_00_model_states.pt             DeepSpeed, ZeRO 0-2: module weights + our
+                                             client_state (step, recipe extra state), LR
+                                             scheduler; written by rank 0 (ZeRO 0: optimizer too)
       zero_pp_rank_{R}_mp_rank_00_optim_states.pt
                                              DeepSpeed, ZeRO >= 1: rank R's optimizer partition
-                                             (ZeRO 0 keeps the optimizer in model_states)
+      zero_pp_rank_{R}_mp_rank_00_model_states.pt
+                                             DeepSpeed, ZeRO 3 (instead of mp_rank_00_...):
+                                             rank R's weight partition + client_state
       trainer_state_rank{R:03d}.pt           ours: rank R's RNG states and data position
       trainer_meta.json                      ours: step, recipe, world size, batch sizes, shapes
       COMPLETE                               ours: written last, after every rank has finished
 
-A checkpoint without COMPLETE (a run killed while saving) is never resumed from.
+    zero_to_fp32.py, zero_to_torch.py        DeepSpeed's consolidation scripts (copied by it)
+
+A checkpoint without COMPLETE (a run killed while saving) is never resumed from. Resume needs
+the same recipe, parameter shapes, world size, micro-batch size, accumulation and ZeRO stage
+(`COMPATIBILITY_KEYS`); `steps` and the schedule may change (to extend a run).
 """
 
 from __future__ import annotations
