@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from granvit_pipeline.model.box_codec import format_box
 from granvit_pipeline.model.data import TASKS, Collator, build_examples
 from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tokenizer import train_tokenizer
 from granvit_pipeline.regions.boxes import normalize_xyxy
 from granvit_pipeline.regions.shards import ShardDataset
 
@@ -149,3 +150,15 @@ def training_texts(
                 yield example.prompt
                 yield example.target
 
+
+def fit_tokenizer(
+    shards_dir: Path,
+    split: str,
+    prompts: PromptTemplates,
+    vocab_size: int,
+    min_frequency: int = 2,
+    precision: int = 2,
+) -> Any:
+    """``train_tokenizer`` on every text of ``split`` (see :func:`training_texts`)."""
+    texts = training_texts(Path(shards_dir), split, prompts, precision)
+    return train_tokenizer(texts, vocab_size, min_frequency, precision)

@@ -1,0 +1,254 @@
+"""The GranViT recipe for the training engine: one class for all four stages (no Kedro).
+
+Use it as ``TrainConfig(recipe=RECIPE, recipe_args={...})`` (``recipe_args`` are
+:class:`GranViTArgs`); e.g. one stage-1 run on the CPU, in-process::
+
+    from granvit_pipeline.training.engine import train
+    train(TrainConfig(recipe=RECIPE, steps=100, micro_batch_size=16, lr=1e-3,
+                      deepspeed_config="conf/base/deepspeed/zero2_cpu.json",
+                      output_dir="data/06_models/stage1",
+                      recipe_args={"stage": "stage1", "preset": "demo",
+                                   "shards_dir": "data/05_model_input/shards",
+                                   "tokenizer_dir": "data/06_models/tokenizer",
+                                   "init_from": "data/06_models/lm_warmup/export"}))
+
+Stages (DESIGN.md section 2; what each trains is ``GranViT.set_trainable``):
+
+- ``lm_warmup``: text-only prompt -> answer sequences (no image) train the randomly initialised
+  LLM, so that stage 1's frozen LLM is a language model and not noise.
+- ``stage1``: global caption + Bbox2Caption; encoder + projector train, the LLM is frozen;
+  plus self-distillation against an EMA teacher (``lambda_distill``; 0 turns it off).
+- ``global_only``: the ablation's base encoder: global captions only, otherwise as stage 1.
+- ``stage2``: global caption + Caption2Bbox; projector + LLM train, the encoder is frozen.
+
+The export (every stage) is one folder that is both :func:`~granvit_pipeline.model.load_full`'s
+input (``encoder/``, ``llm/``, ``projector.safetensors``, ``granvit.json``, ``tokenizer/``) and a
+Hugging Face encoder (``config.json`` + ``model.safetensors`` at its top, so
+``transformers.AutoModel.from_pretrained(export_dir)`` loads a ``SiglipVisionModel``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from granvit_pipeline.model.config import GranViTConfig, fit_vocab, get_preset
+from granvit_pipeline.model.data import TASKS, Collator
+from granvit_pipeline.model.distill import DistillConfig, EMATeacher
+from granvit_pipeline.model.export import CONFIG_FILE, export_encoder, export_full, load_full
+from granvit_pipeline.model.modeling import GranViT
+from granvit_pipeline.model.objectives import stage_loss
+from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tokenizer import load_tokenizer
+from granvit_pipeline.regions.shards import ShardDataset
+from granvit_pipeline.training.config import TrainConfig
+from granvit_pipeline.training.granvit_data import BatchBuilder, ShardBatches, count_batch_tokens
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["lm_warmup", "stage1", "stage2", "global_only"]
+Task = Literal["global", "bbox2caption", "caption2bbox"]
+# Tasks each stage may mix (paper); the default mix is every allowed task with weight 1.
+STAGE_TASKS: dict[str, tuple[str, ...]] = {
+    "lm_warmup": TASKS,
+    "stage1": ("global", "bbox2caption"),
+    "stage2": ("global", "caption2bbox"),
+    "global_only": ("global",),
+}
+RECIPE = "granvit_pipeline.training.granvit_recipe:GranViTRecipe"  # TrainConfig.recipe
+NEEDS_INIT = frozenset({"stage1", "stage2"})  # continue a previous stage's export
+
+
+class GranViTArgs(BaseModel):
+    """``recipe_args`` of the GranViT recipe; validated once (a typo is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage
+    preset: str = "demo"  # model.config preset name
+    overrides: dict[str, Any] = Field(default_factory=dict)  # merged into the preset
+    shards_dir: Path  # shard set (manifest.json + tars)
+    split: Literal["train", "val", "test"] = "train"
+    tokenizer_dir: Path  # save_pretrained folder of train_tokenizer's output
+    init_from: Path | None = None  # export/ of the previous stage (load_full)
+    tasks: dict[Task, float] | None = None  # mixing weights; None = every allowed task, 1 each
+    prompts: PromptTemplates = Field(default_factory=PromptTemplates)
+    box_precision: int = Field(default=2, ge=1)  # decimals of box coordinates in text
+    max_length: int | None = Field(default=None, gt=0)  # text tokens per row (None: no cut)
+    lambda_distill: float = Field(default=1.0, ge=0)  # stage 1 only; 0 = no self-distillation
+    distill: DistillConfig = Field(default_factory=DistillConfig)  # ema_alpha, layer, RoI size
+    shuffle_buffer: int = Field(default=256, ge=0)  # samples; 0 = shard order
+    num_workers: int = Field(default=0, ge=0)  # DataLoader worker processes per rank
+
+    @model_validator(mode="after")
+    def _check(self) -> GranViTArgs:
+        if self.stage in NEEDS_INIT and self.init_from is None:
+            raise ValueError(
+                f"stage {self.stage} continues a previous stage: set init_from to that stage's "
+                "export folder (lm_warmup's for stage1, stage1's for stage2)"
+            )
+        wrong = sorted(set(self.task_weights()) - set(STAGE_TASKS[self.stage]))
+        if wrong:
+            raise ValueError(
+                f"stage {self.stage} mixes only {STAGE_TASKS[self.stage]}; got tasks {wrong}"
+            )
+        self.granvit_config()  # an unknown preset or a bad override fails here
+        return self
+
+    def task_weights(self) -> dict[str, float]:
+        return (
+            dict(self.tasks)
+            if self.tasks is not None
+            else dict.fromkeys(STAGE_TASKS[self.stage], 1.0)
+        )
+
+    def granvit_config(self) -> GranViTConfig:
+        return get_preset(self.preset, **self.overrides)
+
+    def check_inputs(self) -> None:
+        """Raise a clear error for a missing shard set, tokenizer or ``init_from`` export."""
+        if not (self.shards_dir / "manifest.json").is_file():
+            raise FileNotFoundError(f"shards_dir {self.shards_dir} has no manifest.json")
+        if not (self.tokenizer_dir / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"tokenizer_dir {self.tokenizer_dir} has no tokenizer.json")
+        if self.init_from is not None and not (self.init_from / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"init_from {self.init_from} has no {CONFIG_FILE}: expected the export folder "
+                "of a previous GranViT stage (written by export_full)"
+            )
+
+
+def _architecture_diff(loaded: GranViTConfig, wanted: GranViTConfig) -> list[str]:
+    diffs = []
+    for part in ("vision", "llm"):
+        have, want = getattr(loaded, part).model_dump(), getattr(wanted, part).model_dump()
+        diffs += [f"{part}.{k}: {have[k]} vs {want[k]}" for k in want if have[k] != want[k]]
+    return diffs
+
+
+def initial_model(args: GranViTArgs, tokenizer: Any) -> GranViT:
+    """Random init of the preset, or ``init_from``'s export (must match preset and tokenizer)."""
+    wanted = fit_vocab(args.granvit_config(), len(tokenizer))
+    if args.init_from is None:
+        return GranViT(wanted)
+    model, saved_tokenizer = load_full(args.init_from)
+    if saved_tokenizer is not None and saved_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"init_from {args.init_from} was trained with another tokenizer than "
+            f"{args.tokenizer_dir}: token ids would not match"
+        )
+    diffs = _architecture_diff(model.config, wanted)
+    if diffs:
+        raise ValueError(
+            f"init_from {args.init_from} holds a different model than preset "
+            f"{args.preset!r} with its overrides (init_from vs preset): {'; '.join(diffs)}"
+        )
+    return model
+
+
+class FP32Teacher(EMATeacher):
+    """EMA teacher kept in fp32 while the student may run in bf16 (DeepSpeed casts the student
+    only): the EMA stays exact and the crops are cast to the teacher's dtype."""
+
+    @torch.no_grad()
+    def encode(self, pixel_values: Tensor, layer: int | None = None) -> Tensor:
+        dtype = next(self.encoder.parameters()).dtype
+        return super().encode(pixel_values.to(dtype), layer)
+
+
+@contextmanager
+def full_parameters(module: nn.Module) -> Iterator[None]:
+    """Gather ZeRO-3 partitioned parameters of ``module`` (no-op otherwise)."""
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not params:
+        yield
+        return
+    import deepspeed  # only reached under ZeRO-3
+
+    with deepspeed.zero.GatheredParameters(params):
+        yield
+
+
+class GranViTRecipe:
+    """Recipe protocol of ``training.recipes`` for GranViT (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.args: GranViTArgs | None = None
+        self.tokenizer: Any = None
+        self.config: GranViTConfig | None = None
+        self.teacher: FP32Teacher | None = None
+
+    def _args(self) -> GranViTArgs:
+        if self.args is None:
+            raise RuntimeError("GranViTRecipe.build_model must run first")
+        return self.args
+
+    def build_model(self, cfg: TrainConfig) -> nn.Module:
+        args = self.args = GranViTArgs.model_validate(cfg.recipe_args)
+        args.check_inputs()
+        self.tokenizer = load_tokenizer(args.tokenizer_dir)
+        model = initial_model(args, self.tokenizer)
+        model.set_trainable(args.stage)
+        self.config = model.config
+        if args.stage == "stage1" and args.lambda_distill > 0:
+            self.teacher = FP32Teacher(model)  # starts as a copy of the student encoder
+        return model
+
+    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def make_data(self, cfg: TrainConfig, rank: int, world_size: int) -> ShardBatches:
+        args = self._args()
+        assert self.config is not None
+        dataset = ShardDataset(
+            args.shards_dir, args.split, shuffle_buffer=args.shuffle_buffer, seed=cfg.seed,
+            rank=rank, world_size=world_size, loop=True,
+        )  # fmt: skip
+        collator = Collator(
+            self.tokenizer, args.prompts, args.task_weights(), self.config.vision.image_size,
+            seed=cfg.seed, precision=args.box_precision, max_length=args.max_length,
+        )  # fmt: skip
+        builder = BatchBuilder(collator, text_only=args.stage == "lm_warmup")
+        return ShardBatches(dataset, builder, cfg.micro_batch_size, args.num_workers)
+
+    def compute_loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
+        args = self._args()
+        if self.teacher is not None:
+            self.teacher.to(batch["input_ids"].device)  # no-op after the first step
+        return stage_loss(model, batch, args.stage, self.teacher, args.distill, args.lambda_distill)
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """EMA update of the teacher towards the student encoder (stage 1)."""
+        if self.teacher is not None:
+            with full_parameters(model.vision):
+                self.teacher.update(model, self._args().distill.ema_alpha)
+
+    def extra_state(self) -> dict[str, Any]:
+        if self.teacher is None:
+            return {}
+        state = self.teacher.encoder.state_dict()
+        return {"teacher": {k: v.detach().cpu().clone() for k, v in state.items()}}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "teacher" not in state:
+            if self.teacher is not None:
+                raise ValueError("checkpoint has no EMA teacher but this stage-1 run needs one")
+            return
+        if self.teacher is None:
+            raise ValueError("checkpoint carries an EMA teacher but this run has none")
+        self.teacher.encoder.load_state_dict(state["teacher"])
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        export_full(model, out_dir, self.tokenizer)
+        export_encoder(model, out_dir, self.tokenizer)  # HF encoder at the top of out_dir
+
+    def count_tokens(self, batch: dict[str, Any]) -> int:
+        assert self.config is not None
+        return count_batch_tokens(batch, self.config.num_image_tokens)

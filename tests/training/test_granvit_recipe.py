@@ -1,0 +1,178 @@
+"""The GranViT recipe without the engine: arguments, data and exact resume, losses, init errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from granvit_pipeline.model.export import export_full
+from granvit_pipeline.model.modeling import GranViT
+from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tokenizer import load_tokenizer
+from granvit_pipeline.training.config import TrainConfig
+from granvit_pipeline.training.granvit_data import fit_tokenizer
+from granvit_pipeline.training.granvit_recipe import RECIPE, GranViTArgs, GranViTRecipe
+from granvit_pipeline.training.granvit_smoke import write_demo_shards
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """24 demo images in 3 shards, a tokenizer fitted on them, and a random tiny export."""
+    root = tmp_path_factory.mktemp("granvit_inputs")
+    shards = write_demo_shards(root / "shards", n_images=24)
+    tokenizer = fit_tokenizer(shards, "train", PromptTemplates(), vocab_size=1024)
+    tokenizer.save_pretrained(root / "tokenizer")
+    args = GranViTArgs(
+        stage="lm_warmup", preset="tiny", shards_dir=shards, tokenizer_dir=root / "tokenizer"
+    )
+    torch.manual_seed(0)
+    recipe = GranViTRecipe()
+    model = recipe.build_model(config(root, args.model_dump()))
+    export_full(model, root / "export", recipe.tokenizer)
+    return {"shards": shards, "tokenizer": root / "tokenizer", "export": root / "export"}
+
+
+def config(out: Path, recipe_args: dict, **overrides) -> TrainConfig:
+    values = {
+        "recipe": RECIPE,
+        "steps": 2,
+        "micro_batch_size": 4,
+        "lr": 1e-3,
+        "deepspeed_config": REPO / "conf/base/deepspeed/zero2_cpu.json",
+        "output_dir": out / "run",
+        "recipe_args": recipe_args,
+        **overrides,
+    }
+    return TrainConfig(**values)
+
+
+def recipe_args(inputs: dict[str, Path], stage: str, **extra) -> dict:
+    args = {"stage": stage, "preset": "tiny", "shards_dir": inputs["shards"]}
+    args |= {"tokenizer_dir": inputs["tokenizer"], **extra}
+    if stage in ("stage1", "stage2"):
+        args.setdefault("init_from", inputs["export"])
+    return {k: str(v) if isinstance(v, Path) else v for k, v in args.items()}
+
+
+def built(inputs, tmp_path, stage: str, **extra) -> tuple[GranViTRecipe, GranViT, TrainConfig]:
+    cfg = config(tmp_path, recipe_args(inputs, stage, **extra))
+    recipe = GranViTRecipe()
+    torch.manual_seed(0)
+    return recipe, recipe.build_model(cfg), cfg
+
+
+def test_arguments_are_checked(inputs) -> None:
+    base = recipe_args(inputs, "lm_warmup")
+    with pytest.raises(ValidationError, match="set init_from"):
+        GranViTArgs.model_validate({**base, "stage": "stage1"})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        GranViTArgs.model_validate({**base, "lamda_distill": 1.0})
+    with pytest.raises(ValidationError, match="mixes only"):
+        GranViTArgs.model_validate({**base, "stage": "global_only", "tasks": {"bbox2caption": 1}})
+    with pytest.raises(ValidationError, match="unknown GranViT preset"):
+        GranViTArgs.model_validate({**base, "preset": "huge"})
+    assert GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x"}).task_weights()
+    missing = GranViTArgs.model_validate({**base, "tokenizer_dir": "/nonexistent"})
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        missing.check_inputs()
+
+
+@pytest.mark.parametrize(
+    ("stage", "trained", "frozen"),
+    [("lm_warmup", {"llm"}, {"vision", "projector"}), ("stage1", {"vision", "projector"}, {"llm"})],
+)
+def test_forward_backward_reaches_only_the_stage_parts(inputs, tmp_path, stage, trained, frozen):
+    recipe, model, cfg = built(inputs, tmp_path, stage)
+    batch = next(recipe.make_data(cfg, 0, 1))
+    assert ("pixel_values" in batch) == (stage != "lm_warmup")
+    losses = recipe.compute_loss(model, batch, 1)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and losses["loss_caption"] > 0
+    if stage == "stage1":  # the teacher starts as the student; crops differ from RoIs
+        assert losses["loss_distill"] > 0
+    for part in trained:
+        grads = [p.grad for p in getattr(model, part).parameters()]
+        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads), part
+    for part in frozen:
+        assert all(p.grad is None for p in getattr(model, part).parameters()), part
+    params = recipe.trainable_parameters(model)
+    assert sum(p.numel() for p in params) == sum(
+        p.numel() for n in trained for p in getattr(model, n).parameters()
+    )
+    answer = int((batch["labels"] != -100).sum())
+    images = batch["pixel_values"].shape[0] * 16 if "pixel_values" in batch else 0  # 4x4 grid
+    assert recipe.count_tokens(batch) == answer + images
+
+
+def test_ema_teacher_follows_the_student_and_round_trips(inputs, tmp_path):
+    recipe, model, _ = built(inputs, tmp_path, "stage1")
+    before = {k: v.clone() for k, v in recipe.extra_state()["teacher"].items()}
+    with torch.no_grad():
+        for p in model.vision.parameters():
+            p.add_(1.0)
+    recipe.after_step(model, 1)
+    after = recipe.extra_state()["teacher"]
+    name = "post_layernorm.weight"
+    torch.testing.assert_close(after[name], before[name] + 0.1)  # (1 - alpha) * 1.0
+    fresh, _, _ = built(inputs, tmp_path, "stage1")
+    fresh.load_extra_state({"teacher": after})
+    assert all(torch.equal(v, after[k]) for k, v in fresh.extra_state()["teacher"].items())
+    no_distill, _, _ = built(inputs, tmp_path, "stage1", lambda_distill=0.0)
+    assert no_distill.extra_state() == {}
+    with pytest.raises(ValueError, match="has none"):
+        no_distill.load_extra_state({"teacher": after})
+
+
+def _take(data, n: int) -> list[dict]:
+    return [next(data) for _ in range(n)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_data_resumes_exactly_where_it_stopped(inputs, tmp_path, workers):
+    """12 batches of 4 cover 2 passes over the 24 images; resume at batch 5 gives batches 5..11."""
+    recipe, _, cfg = built(inputs, tmp_path, "stage1", num_workers=workers, shuffle_buffer=8)
+    reference = _take(recipe.make_data(cfg, 0, 1), 12)
+    resumed = recipe.make_data(cfg, 0, 1)
+    resumed.load_state_dict({"position": 5})
+    again = _take(resumed, 7)
+    assert resumed.state_dict() == {"position": 12}
+    for ref, got in zip(reference[5:], again, strict=True):
+        assert ref["image_ids"] == got["image_ids"] and ref["prompts"] == got["prompts"]
+        assert torch.equal(ref["input_ids"], got["input_ids"])
+        assert torch.equal(ref["pixel_values"], got["pixel_values"])
+    # An image seen again draws its task/region anew (seeded by the batch index).
+    seen: dict[str, set[str]] = {}
+    for batch in reference:
+        for image, prompt in zip(batch["image_ids"], batch["prompts"], strict=True):
+            seen.setdefault(image, set()).add(prompt)
+    assert any(len(prompts) > 1 for prompts in seen.values())
+
+
+def test_init_from_errors_are_clear(inputs, tmp_path):
+    with pytest.raises(FileNotFoundError, match="granvit.json"):
+        built(inputs, tmp_path, "stage1", init_from=inputs["shards"])
+    with pytest.raises(ValueError, match=r"different model.*vision.num_layers: 2 vs 3"):
+        built(inputs, tmp_path, "stage2", overrides={"vision": {"num_layers": 3}})
+    broken = tmp_path / "broken"
+    shutil.copytree(inputs["export"], broken)
+    (broken / "llm" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"llm weights dir .* has no config.json"):
+        built(inputs, tmp_path, "stage1", init_from=broken)
+    other = load_tokenizer(inputs["tokenizer"])
+    other.add_tokens(["zebra"])
+    other.save_pretrained(tmp_path / "other_tokenizer")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        built(inputs, tmp_path, "stage1", tokenizer_dir=tmp_path / "other_tokenizer")
+
+
+def test_tokenizer_knows_every_training_text(inputs, tmp_path):
+    recipe, _, cfg = built(inputs, tmp_path, "lm_warmup")
+    unk = recipe.tokenizer.unk_token_id
+    for batch in _take(recipe.make_data(cfg, 0, 1), 6):
+        assert not (batch["input_ids"] == unk).any()

@@ -1,0 +1,186 @@
+"""GranViT stages through the real engine (DeepSpeed steps on the CPU, tiny preset).
+
+One module fixture chains lm_warmup -> stage1 -> stage2 in-process; the launcher tests run
+stage 1 in child processes (kill-and-resume equivalence; 2 ranks through `deepspeed`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, SiglipVisionModel
+
+from granvit_pipeline.model.export import load_full
+from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.training.callbacks import TrainingStopped
+from granvit_pipeline.training.checkpoint import CheckpointError
+from granvit_pipeline.training.config import TrainConfig
+from granvit_pipeline.training.engine import train
+from granvit_pipeline.training.granvit_data import fit_tokenizer
+from granvit_pipeline.training.granvit_recipe import RECIPE
+from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.launcher import launch
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE1_STEPS = 4
+
+
+def stage_config(inputs: dict, out: Path, stage: str, init_from=None, **overrides) -> TrainConfig:
+    """A small fp32 CPU run of one stage on the tiny preset (ZeRO-2 template)."""
+    recipe_args = {
+        "stage": stage,
+        "preset": "tiny",
+        "shards_dir": str(inputs["shards"]),
+        "tokenizer_dir": str(inputs["tokenizer"]),
+        "init_from": None if init_from is None else str(init_from),
+        "shuffle_buffer": 8,
+        **overrides.pop("recipe_args", {}),
+    }
+    values = {
+        "recipe": RECIPE,
+        "steps": 2,
+        "micro_batch_size": 4,
+        "lr": 3e-3,
+        "seed": 5,
+        "precision": "fp32",
+        "deepspeed_config": REPO / "conf/base/deepspeed/zero2_cpu.json",
+        "output_dir": out,
+        "log_every": 1,
+        "recipe_args": recipe_args,
+        **overrides,
+    }
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("granvit_train_inputs")
+    shards = write_demo_shards(root / "shards", n_images=24)
+    fit_tokenizer(shards, "train", PromptTemplates(), 1024).save_pretrained(root / "tokenizer")
+    return {"root": root, "shards": shards, "tokenizer": root / "tokenizer"}
+
+
+@pytest.fixture(scope="module")
+def chain(inputs) -> dict[str, Path]:
+    """lm_warmup (2 steps) -> stage1 (4 steps, checkpoint every 2) -> stage2 (2 steps)."""
+    root = inputs["root"]
+    warm = train(stage_config(inputs, root / "lm_warmup", "lm_warmup"))
+    s1_cfg = stage_config(
+        inputs, root / "stage1", "stage1", warm.export_dir, steps=STAGE1_STEPS, checkpoint_every=2
+    )
+    s1 = train(s1_cfg)
+    s2 = train(stage_config(inputs, root / "stage2", "stage2", s1.export_dir))
+    return {"lm_warmup": Path(warm.export_dir), "stage1": Path(s1.export_dir),
+            "stage2": Path(s2.export_dir), "stage1_out": root / "stage1"}  # fmt: skip
+
+
+def weights(export: Path, part: str) -> dict[str, torch.Tensor]:
+    files = {"encoder": "encoder/model.safetensors", "llm": "llm/model.safetensors"}
+    files["projector"] = "projector.safetensors"
+    return load_file(str(export / files[part]))
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_stage1_trains_the_encoder_and_keeps_the_llm(chain):
+    assert same(weights(chain["lm_warmup"], "llm"), weights(chain["stage1"], "llm"))
+    assert not same(weights(chain["lm_warmup"], "encoder"), weights(chain["stage1"], "encoder"))
+    assert not same(
+        weights(chain["lm_warmup"], "projector"), weights(chain["stage1"], "projector")
+    )
+
+
+@pytest.mark.slow
+def test_stage2_starts_from_stage1_and_keeps_the_encoder(chain):
+    assert same(weights(chain["stage1"], "encoder"), weights(chain["stage2"], "encoder"))
+    assert not same(weights(chain["stage1"], "llm"), weights(chain["stage2"], "llm"))
+    assert not same(weights(chain["stage1"], "projector"), weights(chain["stage2"], "projector"))
+
+
+@pytest.mark.slow
+def test_ema_teacher_moves_and_is_checkpointed(chain):
+    ckpt = chain["stage1_out"] / "checkpoints" / f"step_{STAGE1_STEPS:06d}"
+    state = torch.load(ckpt / "mp_rank_00_model_states.pt", weights_only=False)
+    teacher = state["recipe_state"]["teacher"]
+    start, student = weights(chain["lm_warmup"], "encoder"), weights(chain["stage1"], "encoder")
+    assert teacher.keys() == start.keys()
+    moved = [k for k in teacher if not torch.equal(teacher[k], start[k])]
+    assert moved and not same(teacher, student)  # an EMA lags behind the student
+    metrics = [json.loads(x) for x in (chain["stage1_out"] / "metrics.jsonl").open()]
+    assert all(m["loss_distill"] > 0 for m in metrics)
+
+
+@pytest.mark.slow
+def test_exported_encoder_loads_with_plain_transformers(chain, inputs):
+    encoder = AutoModel.from_pretrained(chain["stage1"], local_files_only=True)
+    assert isinstance(encoder, SiglipVisionModel)
+    model, tokenizer = load_full(chain["stage1"])
+    assert tokenizer is not None and len(tokenizer) == model.config.llm.vocab_size
+    pixels = torch.randn(2, 3, model.image_size, model.image_size)
+    model.eval(), encoder.eval()
+    with torch.no_grad():
+        ours = model.encode_image(pixels)
+        theirs = encoder(pixel_values=pixels).last_hidden_state
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.slow
+def test_resume_with_other_model_sizes_is_a_clear_error(inputs, tmp_path):
+    cfg = stage_config(inputs, tmp_path / "run", "global_only", checkpoint_every=1, steps=1)
+    train(cfg)
+    bigger = cfg.recipe_args | {"overrides": {"vision": {"num_layers": 3}}}
+    with pytest.raises(CheckpointError, match=r"does not match this run: parameters: .*layers\.2"):
+        train(cfg.model_copy(update={"recipe_args": bigger, "steps": 2}))
+
+
+@pytest.mark.slow
+def test_stage1_killed_then_resumed_equals_uninterrupted(chain, inputs, tmp_path):
+    """A: 4 steps in one process. B: a child process that exits after step 3 (checkpoint at
+    2), then a fresh child that resumes (2 DataLoader workers each). Bitwise equal results."""
+    common = {"steps": 4, "checkpoint_every": 2, "warmup_steps": 1}
+    workers = {"recipe_args": {"num_workers": 2}}
+    a = stage_config(inputs, tmp_path / "a", "stage1", chain["lm_warmup"], **common, **workers)
+    train(a)
+    workers = {"recipe_args": {"num_workers": 2}}
+    b = stage_config(
+        inputs, tmp_path / "b", "stage1", chain["lm_warmup"], stop_after_step=3, **common, **workers
+    )
+    with pytest.raises(TrainingStopped):
+        launch(b)
+    result = launch(b.model_copy(update={"stop_after_step": None}))
+    assert result.resumed_from_step == 2 and result.final_step == 4
+
+    def losses(out: Path) -> list[float]:
+        return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").open()]
+
+    assert losses(b.output_dir) == losses(a.output_dir)
+    for part in ("encoder", "projector", "llm"):
+        assert same(weights(a.output_dir / "export", part), weights(b.output_dir / "export", part))
+    teachers = [
+        torch.load(o / "checkpoints/step_000004/mp_rank_00_model_states.pt", weights_only=False)
+        for o in (a.output_dir, b.output_dir)
+    ]
+    assert same(*(t["recipe_state"]["teacher"] for t in teachers))
+
+
+@pytest.mark.slow
+def test_two_ranks_through_the_deepspeed_launcher(chain, inputs, tmp_path):
+    cfg = stage_config(
+        inputs, tmp_path / "two", "stage1", chain["lm_warmup"], num_processes=2,
+        micro_batch_size=2, checkpoint_every=2,
+    )  # fmt: skip
+    result = launch(cfg)
+    assert result.world_size == 2 and result.final_step == 2
+    assert result.rank_weight_digests[0] == result.rank_weight_digests[1]
+    ckpt = cfg.output_dir / "checkpoints" / "step_000002"
+    for rank in (0, 1):
+        assert (ckpt / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").is_file()
+        assert (ckpt / f"trainer_state_rank{rank:03d}.pt").is_file()
+    assert not same(weights(chain["lm_warmup"], "encoder"), weights(Path(result.export_dir), "encoder"))
