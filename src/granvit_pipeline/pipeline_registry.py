@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from granvit_pipeline.pipelines import ingest, shard, validate
+from granvit_pipeline.pipelines import adapt, ingest, pretrain, shard, validate
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -17,7 +17,10 @@ def register_pipelines() -> dict[str, Pipeline]:
         "ingest": ingest.create_pipeline(),
         "validate": validate.create_pipeline(),
         "shard": shard.create_pipeline(),
+        "pretrain": pretrain.create_pipeline(),
+        "adapt": adapt.create_pipeline(),
+        "base_encoder": pretrain.create_base_encoder_pipeline(),
     }
     pipelines["data"] = pipelines["ingest"] + pipelines["validate"] + pipelines["shard"]
-    pipelines["__default__"] = pipelines["data"]
+    pipelines["__default__"] = pipelines["data"] + pipelines["pretrain"] + pipelines["adapt"]
     return pipelines

@@ -48,7 +48,12 @@ def test_rec_threshold_is_inclusive_at_exactly_one_half() -> None:
 
 def test_unparseable_predictions_are_wrong_with_iou_zero_and_counted() -> None:
     gt = np.array([[0.1, 0.1, 0.4, 0.4]] * 4)
-    preds = ["[0.10, 0.10, 0.40, 0.40]", "[0.10, 0.10, 0.40]", "the red circle", "[0.4, 0.1, 0.1, 0.4]"]
+    preds = [
+        "[0.10, 0.10, 0.40, 0.40]",
+        "[0.10, 0.10, 0.40]",
+        "the red circle",
+        "[0.4, 0.1, 0.1, 0.4]",
+    ]
     m = rec_metrics(preds, gt)
     assert m["unparseable_rate"] == pytest.approx(0.75)  # 3 numbers, words, x1 > x2
     assert m["acc@0.5"] == pytest.approx(0.25)

@@ -79,7 +79,7 @@ def test_arguments_are_checked(inputs) -> None:
         GranViTArgs.model_validate({**base, "preset": "huge"})
     assert GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x"}).task_weights()
     missing = GranViTArgs.model_validate({**base, "tokenizer_dir": "/nonexistent"})
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(FileNotFoundError, match=r"tokenizer\.json"):
         missing.check_inputs()
 
 
@@ -155,7 +155,7 @@ def test_data_resumes_exactly_where_it_stopped(inputs, tmp_path, workers):
 
 
 def test_init_from_errors_are_clear(inputs, tmp_path):
-    with pytest.raises(FileNotFoundError, match="granvit.json"):
+    with pytest.raises(FileNotFoundError, match=r"granvit\.json"):
         built(inputs, tmp_path, "stage1", init_from=inputs["shards"])
     with pytest.raises(ValueError, match=r"different model.*vision.num_layers: 2 vs 3"):
         built(inputs, tmp_path, "stage2", overrides={"vision": {"num_layers": 3}})

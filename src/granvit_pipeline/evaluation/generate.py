@@ -94,6 +94,8 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if task not in REGION_TASKS:
+        raise ValueError(f"task must be one of {REGION_TASKS}, got {task!r}")
     prompts = prompts or PromptTemplates()
     size = image_size or model.image_size
     steps = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]

@@ -1,0 +1,99 @@
+"""The training pipelines: parameter validation, and pretrain + adapt end to end through a
+KedroSession's catalog on the tiny preset (stage 1 with 2 ranks through the deepspeed launcher)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.runner import SequentialRunner
+from pydantic import ValidationError
+from safetensors.torch import load_file
+
+from granvit_pipeline.pipelines import adapt, pretrain
+from granvit_pipeline.pipelines.pretrain.params import AdaptParams, CommonParams, PretrainParams
+from granvit_pipeline.training.granvit_smoke import write_demo_shards
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY = {
+    "pretrain": {
+        "common": {
+            "training": {"micro_batch_size": 4, "precision": "fp32", "log_every": 1},
+            "recipe": {"preset": "tiny", "num_workers": 0, "shuffle_buffer": 8},
+        },
+        "tokenizer": {"vocab_size": 1024},
+        "lm_warmup": {"training": {"steps": 2, "warmup_steps": 0}},
+        "stage1": {
+            "training": {"steps": 2, "warmup_steps": 0, "num_processes": 2, "micro_batch_size": 2}
+        },
+    },
+    "adapt": {"stage2": {"training": {"steps": 2, "warmup_steps": 0}}},
+}
+
+
+def _conf_params() -> dict:
+    conf = REPO_ROOT / "conf" / "base"
+    params = yaml.safe_load((conf / "parameters_pretrain.yml").read_text())
+    return params | yaml.safe_load((conf / "parameters_adapt.yml").read_text())
+
+
+def test_conf_parameters_validate_and_typos_fail() -> None:
+    params = _conf_params()
+    cfg = PretrainParams.model_validate(params["pretrain"])
+    AdaptParams.model_validate(params["adapt"]).checked(
+        CommonParams(**params["pretrain"]["common"])
+    )
+    assert cfg.common.recipe["preset"] == "demo"
+    typo = json.loads(json.dumps(params["pretrain"]))
+    typo["stage1"]["training"]["stpes"] = 10
+    with pytest.raises(ValidationError, match="stpes"):
+        PretrainParams.model_validate(typo)
+    typo = json.loads(json.dumps(params["pretrain"]))
+    typo["stage1"]["recipe"]["lamda_distill"] = 0.5
+    with pytest.raises(ValidationError, match="lamda_distill"):
+        PretrainParams.model_validate(typo)
+    wrong_task = {"stage2": {"recipe": {"tasks": {"bbox2caption": 1.0}}}}
+    with pytest.raises(ValidationError, match="mixes only"):
+        AdaptParams(**wrong_task).checked(CommonParams(**params["pretrain"]["common"]))
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project's conf with small demo shards where the catalog expects them."""
+    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
+    (tmp_path / "src").mkdir()
+    write_demo_shards(tmp_path / "data" / "05_model_input" / "shards", n_images=24)
+    monkeypatch.chdir(tmp_path)
+    bootstrap_project(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_pretrain_then_adapt_on_the_tiny_preset(project: Path) -> None:
+    with KedroSession.create(project_path=project, runtime_params=TINY) as session:
+        catalog = session.load_context().catalog
+        SequentialRunner().run(pretrain.create_pipeline() + adapt.create_pipeline(), catalog)
+
+    models = project / "data" / "06_models"
+    assert (models / "tokenizer" / "tokenizer.json").is_file()
+    results = {s: json.loads((models / f"{s}_result.json").read_text()) for s in
+               ("lm_warmup", "stage1", "stage2")}  # fmt: skip
+    for stage, result in results.items():
+        assert result["steps"] == 2 and Path(result["export_dir"]) == models / stage / "export"
+        assert result["final_metrics"]["step"] == 2 and result["wall_time_s"] > 0
+        assert (models / stage / "export" / "config.json").is_file()  # HF encoder
+    stage1 = results["stage1"]
+    assert stage1["world_size"] == 2 and stage1["final_metrics"]["loss_distill"] > 0
+    run_config = json.loads((models / "stage1" / "run_config.json").read_text())
+    assert run_config["train"]["recipe_args"]["init_from"] == results["lm_warmup"]["export_dir"]
+    encoder = "encoder/model.safetensors"
+    before = load_file(str(models / "stage1" / "export" / encoder))
+    after = load_file(str(models / "stage2" / "export" / encoder))
+    assert all((before[k] == after[k]).all() for k in before)
