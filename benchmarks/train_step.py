@@ -1,0 +1,223 @@
+"""Stage-1 step throughput: our GranViT step (plain torch and DeepSpeed) vs the shared baseline.
+
+    # GPU, beside the baseline in the same run (same machine):
+    python benchmarks/train_step.py --preset paper --batch 16 \
+        --baseline ../shared/benchmarks/baseline_vlm_step.py
+    # CPU: the demo preset, DeepSpeed overhead vs a plain torch loop
+    python benchmarks/train_step.py --preset demo --batch 32
+
+The step is GranViT stage 1 exactly as training runs it (``StageObjective``): encoder +
+projector trained, LLM frozen with gradients flowing through it, loss on the answer tokens
+only (the LM head runs over text positions alone), synthetic pixels and ``--text`` answer
+tokens per sample like the baseline. ``--distill`` adds self-distillation (EMA teacher on
+one box crop per sample), which the baseline does not do. DeepSpeed uses the project's
+``conf/base/deepspeed`` template resolved by the trainer (ZeRO-2; bf16 on CUDA, fp32 on CPU).
+The baseline's samples/s come from its own script run in a subprocess here; the ratio is ours
+over its DeepSpeed mode. MFU is counted with the baseline's FLOPs per sample (work-equivalent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from granvit_pipeline.model import GranViT, get_preset
+from granvit_pipeline.model.distill import DistillConfig, EMATeacher
+from granvit_pipeline.model.objectives import StageObjective
+
+PEAK_BF16 = 989.4e12  # dense bf16 TFLOP/s, H100/H200 SXM (as the baseline)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_batch(model: GranViT, batch: int, text: int, device: str) -> dict:
+    size, vocab = model.image_size, model.config.llm.vocab_size
+    ids = torch.randint(5, vocab, (batch, text), device=device)
+    box = torch.tensor([size * 0.1, size * 0.2, size * 0.6, size * 0.7], device=device)
+    return {
+        "pixel_values": torch.randn(batch, 3, size, size, device=device),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": ids.clone(),  # every text token is an answer token, as in the baseline
+        "boxes_px": box.expand(batch, 4).clone(),
+        "has_box": torch.ones(batch, dtype=torch.bool, device=device),
+    }
+
+
+def build_objective(preset: str, distill: bool, device: str, dtype: torch.dtype) -> StageObjective:
+    cfg = get_preset(preset, attn_implementation="sdpa")
+    model = GranViT(cfg).to(device, dtype)
+    teacher = EMATeacher(model) if distill else None
+    return StageObjective(model, "stage1", teacher, DistillConfig(), 1.0 if distill else 0.0)
+
+
+def plain_step(objective: StageObjective, batch: dict, device: str):
+    params = [p for p in objective.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
+
+    def step() -> float:
+        loss = objective(batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        objective.ema_update()
+        return loss
+
+    return step
+
+
+def deepspeed_step(objective: StageObjective, batch: dict, device: str, micro_batch: int):
+    import deepspeed
+
+    from granvit_pipeline.training.config import (
+        TrainConfig,
+        load_template,
+        resolve_deepspeed_config,
+    )
+
+    template = "zero2_bf16.json" if device == "cuda" else "zero2_cpu.json"
+    path = REPO / "conf" / "base" / "deepspeed" / template
+    cfg = TrainConfig(
+        recipe="toy",
+        steps=10**6,
+        micro_batch_size=micro_batch,
+        lr=1e-5,
+        deepspeed_config=path,
+        output_dir=Path("/tmp/train_step_bench"),
+    )
+    ds_config = resolve_deepspeed_config(load_template(path), cfg, 1, device, source=str(path))
+    params = [p for p in objective.parameters() if p.requires_grad]
+    engine, *_ = deepspeed.initialize(model=objective, model_parameters=params, config=ds_config)
+
+    def step() -> float:
+        loss = engine(batch)["loss"]
+        engine.backward(loss)
+        engine.step()
+        objective.ema_update()
+        return loss
+
+    return step
+
+
+def time_steps(step, steps: int, device: str) -> float:
+    for _ in range(3):  # warm-up: allocator, kernels, DeepSpeed buckets
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    float(loss)  # one sync at the end
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def run_baseline(script: Path, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable,
+        str(script),
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--text",
+        str(args.text),
+        "--modes",
+        "plain,ds,lean",
+    ]
+    if args.preset != "paper":
+        cmd.append("--tiny")
+    from granvit_pipeline.training.engine import free_port
+
+    env = {**os.environ, "MASTER_PORT": str(free_port())}  # ours still holds its port
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"error": out.stderr[-2000:]}
+    return json.loads(lines[-1])
+
+
+def _setup_single_process_env() -> None:
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29581",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".torch_extensions"))
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")  # DeepSpeed chokes on "9.0a" (GPU.md)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="paper" if torch.cuda.is_available() else "demo")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--text", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--modes", default="plain,ds")
+    parser.add_argument("--distill", action="store_true")
+    parser.add_argument("--baseline", type=Path, help="the shared baseline_vlm_step.py")
+    args = parser.parse_args()
+    _setup_single_process_env()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    report = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "preset": args.preset,
+        "batch": args.batch,
+        "text": args.text,
+        "distill": args.distill,
+        "torch_threads": torch.get_num_threads(),
+    }
+    for mode in args.modes.split(","):
+        # DeepSpeed keeps fp32 master weights and casts itself (mixed precision).
+        objective = build_objective(
+            args.preset, args.distill, device, dtype if mode == "plain" else torch.float32
+        )
+        batch = synthetic_batch(objective.model, args.batch, args.text, device)
+        step = (
+            plain_step(objective, batch, device)
+            if mode == "plain"
+            else deepspeed_step(objective, batch, device, args.batch)
+        )
+        seconds = time_steps(step, args.steps, device)
+        report[mode] = {
+            "step_s": round(seconds, 4),
+            "samples_per_s": round(args.batch / seconds, 2),
+        }
+        if device == "cuda":
+            report[mode]["max_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        print(json.dumps(report), flush=True)
+        del objective, step
+    if "plain" in report and "ds" in report:
+        report["deepspeed_overhead_pct"] = round(
+            100 * (report["ds"]["step_s"] / report["plain"]["step_s"] - 1), 1
+        )
+    if args.baseline:
+        base = run_baseline(args.baseline, args)
+        report["baseline"] = base
+        if "ds" in base and "samples_per_s" in base["ds"]:
+            for mode in ("plain", "ds"):
+                if mode in report:
+                    ratio = report[mode]["samples_per_s"] / base["ds"]["samples_per_s"]
+                    report[mode]["vs_baseline_ds"] = round(ratio, 3)
+                    if device == "cuda":
+                        work = base["ds"]["tflops_per_sample"] * 1e12
+                        mfu = 100 * work * report[mode]["samples_per_s"] / PEAK_BF16
+                        report[mode]["mfu_pct_baseline_work"] = round(mfu, 1)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
