@@ -79,3 +79,23 @@ def test_specials_and_save_load(tokenizer: Any, tmp_path: Path) -> None:
     assert loaded.decode(loaded(text)["input_ids"]) == text
     with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_pretrained_tokenizer_without_bos_and_sep_gets_them(tmp_path):
+    """A Qwen-like tokenizer (eos only, no bos/sep/pad) loads ready for our sequence layout."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from granvit_pipeline.model.tokenizer import load_tokenizer
+
+    core = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "a": 1, "box": 2, "[UNK]": 3}, "[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", unk_token="[UNK]"
+    ).save_pretrained(tmp_path)
+
+    tok = load_tokenizer(tmp_path)
+    ids = {tok.bos_token_id, tok.sep_token_id, tok.eos_token_id}
+    assert None not in ids and len(ids) == 3, "bos, sep and eos must be distinct tokens"
+    assert tok.pad_token_id == tok.eos_token_id == 0
+    assert tok("a box")["input_ids"] == [1, 2], "the existing vocabulary must not move"

@@ -146,4 +146,25 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"tokenizer dir {path} has no tokenizer.json (save_pretrained)")
-    return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    ensure_special_tokens(tokenizer)
+    return tokenizer
+
+
+def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> list[str]:
+    """Give a pretrained LLM's tokenizer the roles our sequences need; returns what was added.
+
+    Rows are ``<bos> prompt <sep> answer <eos>``. Qwen2.5's tokenizer, for one, has no bos or
+    sep token: the missing roles get new special tokens (their ids fall in the spare rows a
+    pretrained vocabulary is padded with, e.g. Qwen2.5's 151,665 tokens in 151,936 rows), and a
+    missing pad reuses eos, as HF's own causal-LM recipes do.
+    """
+    added = {}
+    for role, token in (("bos_token", BOS), ("eos_token", EOS), ("sep_token", SEP)):
+        if getattr(tokenizer, role) is None:
+            added[role] = token
+    if added:
+        tokenizer.add_special_tokens(added)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return list(added.values())
