@@ -246,6 +246,13 @@ def _summary(rows: list, img: dict) -> None:
             ratio = by[(ns[-1], stage)][1] / by[(ns[0], stage)][1]
             print(f"peak RSS {stage}: {ns[-1]:,} vs {ns[0]:,} regions = {ratio:.2f}x")
     n = ns[0]
+    for n_, stage, _, _, r in rows:
+        if stage == "validate":
+            rules = n_ / r["timings"]["row_rules_s"]
+            print(
+                f"{n_:,} regions: validate pass 1 (read Parquet + rules + filters) "
+                f"{n_ / r['pass1_seconds']:,.0f} regions/s; rule evaluation alone {rules:,.0f}/s"
+            )
     ratio = by[(n, "validate")][0] / by[(n, "gx_only")][0]
     print(f"validation (rules + filters) vs the GX-alone baseline: {ratio:.1f}x regions/s")
     gran_images = 29_500_000 / (img["images"] / img["seconds"]) / 3600
