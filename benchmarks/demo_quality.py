@@ -11,8 +11,10 @@ Every ``eval_every`` stage-2 steps it scores Caption2Bbox on the first ``curve_i
 images; at the end it scores the full val split. Prints per-stage wall time and steps, the
 curve, the final metrics, and writes ``curve.png`` + ``results.json`` under ``--out``.
 
-All settings live in :data:`HP` (mirrored later in conf); ``train_staged`` is the part to swap
-for the Kedro/DeepSpeed path: it takes (HP, data, callbacks) and returns the trained model.
+All settings live in :data:`HP`: this plain loop is the fast harness for recipe search.
+``--from-run data/06_models`` instead scores what the product itself trained (``kedro run``:
+DeepSpeed, the settings in conf): per-stage wall time and steps, the training-loss curves
+(``pipeline_losses.png``) and the stage-2 export's metrics on the val split.
 """
 
 from __future__ import annotations
@@ -240,10 +242,20 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, default=Path("data/05_model_input/shards"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/demo_quality"))
     parser.add_argument("--hp", type=json.loads, default={}, help="JSON merged into HP (top keys)")
+    parser.add_argument(
+        "--from-run",
+        type=Path,
+        metavar="MODELS_DIR",
+        help="score a finished `kedro run` (e.g. data/06_models) instead of training",
+    )
+    parser.add_argument("--limit", type=int, help="val images to score (default: all)")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_run:
+        report_pipeline_run(args.from_run, args.shards, args.out, args.limit)
+        return
     hp = {**HP, **args.hp}
     torch.set_num_threads(hp["threads"])
-    args.out.mkdir(parents=True, exist_ok=True)
     train = list(ShardDataset(args.shards, "train"))
     val = list(ShardDataset(args.shards, "val"))
     prompts = PromptTemplates(**hp["prompts"])
@@ -294,6 +306,63 @@ def report(hp: dict, timings: dict, curve: list[dict], final: dict, out: Path) -
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_curve(curve, out / "curve.png")
     print(f"wrote {out / 'results.json'} and {out / 'curve.png'}")
+
+
+def report_pipeline_run(models: Path, shards: Path, out: Path, limit: int | None) -> dict:
+    """Score the default pipeline's own outputs (``kedro run``: DeepSpeed path, conf settings):
+    per-stage wall time and steps from ``<stage>_result.json``, the training-loss curves from
+    ``metrics.jsonl``, and the stage-2 export on the val split."""
+    from granvit_pipeline.model.export import load_full
+    from granvit_pipeline.training.config import read_run_config
+
+    stages = [
+        s for s in ("lm_warmup", "stage1", "stage2") if (models / f"{s}_result.json").is_file()
+    ]
+    if "stage2" not in stages:
+        raise SystemExit(f"{models}: no stage2_result.json; run `kedro run` first")
+    results = {s: json.loads((models / f"{s}_result.json").read_text()) for s in stages}
+    for stage, res in results.items():
+        print(
+            f"{stage:>10}: {res['steps']} steps in {res['wall_time_s']:.0f} s "
+            f"(final loss {res['final_metrics'].get('loss', float('nan')):.3f})"
+        )
+    curves = {
+        s: [json.loads(line) for line in (models / s / "metrics.jsonl").open()] for s in stages
+    }
+    _plot_losses(curves, out / "pipeline_losses.png")
+    run = read_run_config(models / "stage2" / "run_config.json")
+    prompts = PromptTemplates(**run.recipe_args.get("prompts", {}))
+    model, tokenizer = load_full(Path(results["stage2"]["export_dir"]))
+    val = list(ShardDataset(shards, "val"))[:limit]
+    final = evaluate_regions(model, tokenizer, val, prompts=prompts)
+    summary = {
+        "stages": results,
+        "val_images": len(val),
+        "metrics": final,
+        "total_wall_s": sum(r["wall_time_s"] for r in results.values()),
+    }
+    (out / "pipeline_results.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(final, indent=1))
+    return summary
+
+
+def _plot_losses(curves: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    offset = 0
+    for stage, rows in curves.items():
+        ax.plot([offset + r["step"] for r in rows], [r["loss"] for r in rows], label=stage)
+        offset += rows[-1]["step"] if rows else 0
+    ax.set_xlabel("optimizer step (stages back to back)")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
