@@ -39,13 +39,11 @@ from granvit_pipeline.model import (
     PromptTemplates,
     StageObjective,
     fit_vocab,
-    format_box,
     get_preset,
-    train_tokenizer,
 )
 from granvit_pipeline.model.data import preprocess_image
-from granvit_pipeline.regions.boxes import normalize_xyxy
 from granvit_pipeline.regions.shards import ShardDataset
+from granvit_pipeline.training.granvit_data import fit_tokenizer
 
 # Best recipe found in a 60-minute search on the shared 2-core box (see the report): it is still
 # far from the target (Caption2Bbox acc@0.5 ~0.03 vs 0.35 random-box chance of picking the right
@@ -110,17 +108,6 @@ def batches(samples: list[dict], collator: Collator, size: int, seed: int) -> It
         for i in range(0, len(order) - size + 1, size):
             yield collator(order[i : i + size])
         epoch += 1
-
-
-def tokenizer_texts(samples: list[dict], prompts: PromptTemplates) -> list[str]:
-    """Training texts: templates, global captions, region texts and their box strings."""
-    texts = [prompts.global_caption, prompts.bbox2caption, prompts.caption2bbox]
-    for s in samples:
-        texts.append(s["global_caption"] or "")
-        for r in s["regions"]:
-            box = normalize_xyxy([r["x1"], r["y1"], r["x2"], r["y2"]], s["width"], s["height"])
-            texts += [r["text"], format_box(box.tolist())]
-    return texts
 
 
 @torch.no_grad()
@@ -259,7 +246,7 @@ def main() -> None:
     train = list(ShardDataset(args.shards, "train"))
     val = list(ShardDataset(args.shards, "val"))
     prompts = PromptTemplates(**hp["prompts"])
-    tok = train_tokenizer(tokenizer_texts(train, prompts), vocab_size=hp["tokenizer_vocab"])
+    tok = fit_tokenizer(args.shards, "train", prompts, hp["tokenizer_vocab"], 2, 2)
     print(f"data: {len(train)} train / {len(val)} val images; tokenizer {len(tok)} tokens")
     curve: list[dict] = []
 
