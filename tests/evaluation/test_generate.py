@@ -28,7 +28,6 @@ def test_one_row_per_eligible_region(tiny_model: GranViT, tokenizer: Any, sample
 def trained_tiny(tokenizer: Any, samples: list, prompts: PromptTemplates) -> GranViT:
     """The tiny model overfitted on every eligible region of both tasks (one batch)."""
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     model = GranViT(fit_vocab(get_preset("tiny"), len(tokenizer)))
     tasks = ("bbox2caption", "caption2bbox")
     collator = Collator(tokenizer, prompts, dict.fromkeys(tasks, 1.0), model.image_size)
