@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from granvit_pipeline.pipelines import adapt, ingest, pretrain, shard, validate
+from granvit_pipeline.pipelines import adapt, evaluate, ingest, pretrain, shard, validate
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -20,6 +20,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "pretrain": pretrain.create_pipeline(),
         "adapt": adapt.create_pipeline(),
         "base_encoder": pretrain.create_base_encoder_pipeline(),
+        "evaluate": evaluate.create_pipeline(),
     }
     pipelines["data"] = pipelines["ingest"] + pipelines["validate"] + pipelines["shard"]
     pipelines["__default__"] = pipelines["data"] + pipelines["pretrain"] + pipelines["adapt"]

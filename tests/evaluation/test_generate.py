@@ -48,6 +48,7 @@ def test_a_model_that_memorised_the_answers_scores_perfectly(
 ) -> None:
     m = evaluate_regions(trained_tiny, tokenizer, samples)
     assert m["bbox2caption/exact_match"] == 1.0
+    assert m["bbox2caption/rouge_l"] == pytest.approx(1.0)
     assert m["caption2bbox/acc@0.5"] == 1.0
     assert m["caption2bbox/unparseable_rate"] == 0.0
     assert m["caption2bbox/mean_iou"] > 0.9
@@ -115,5 +116,24 @@ def test_evaluate_regions_reports_both_tasks(
     assert 0.0 <= m["caption2bbox/acc@0.5"] <= m["caption2bbox/mean_iou"] * 2 + 1e-9
     assert m["bbox2caption/exact_match_chance"] == pytest.approx(2 / 5)  # "the red shape" x2
     assert m["caption2bbox/regions_per_s"] > 0
+    assert {"bbox2caption/rouge_l", "bbox2caption/cider", "bbox2caption/bleu4"} <= set(m)
+    assert m["ocr/n"] == 0 and m["ocr/anls"] == 0.0  # no OCR regions in these samples
     only = evaluate_regions(tiny_model, tokenizer, samples, tasks=("bbox2caption",))
-    assert set(only) == {k for k in m if k.startswith("bbox2caption/")}
+    assert set(only) == {k for k in m if k.startswith(("bbox2caption/", "ocr/"))}
+
+
+def test_ocr_regions_are_scored_as_transcriptions(
+    trained_tiny: GranViT, tokenizer: Any, samples: list
+) -> None:
+    as_ocr = {"a2", "c0"}  # same images and texts; only the region type changes
+    relabelled = [
+        {**s, "regions": [{**r, "text_type": "ocr"} if r["region_id"] in as_ocr else r
+                          for r in s["regions"]]}
+        for s in samples
+    ]  # fmt: skip
+    rows = predict(trained_tiny, tokenizer, relabelled, "bbox2caption")
+    assert [r["text_type"] for r in rows] == ["refexp", "refexp", "ocr", "refexp", "ocr"]
+    m = evaluate_regions(trained_tiny, tokenizer, relabelled, tasks=("bbox2caption",))
+    assert m["ocr/n"] == 2
+    assert m["ocr/exact_match"] == 1.0 and m["ocr/anls"] == pytest.approx(1.0)
+    assert m["bbox2caption/n"] == 5  # OCR regions stay in the Bbox2Caption scores

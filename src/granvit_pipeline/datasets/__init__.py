@@ -4,12 +4,18 @@ These are the only place where region data touches disk, so the atomic-write rul
 every save writes into a temporary sibling and renames it over the target at the end.
 """
 
-from granvit_pipeline.datasets.files import FileFolderDataset, JSONLinesDataset
+from granvit_pipeline.datasets.files import (
+    FileFolderDataset,
+    JSONDataset,
+    JSONLinesDataset,
+    TextDataset,
+)
 from granvit_pipeline.datasets.region_table import RegionStream, RegionTable, RegionTableDataset
 from granvit_pipeline.datasets.shard_set import ShardPlan, ShardSet, ShardSetDataset
 
 __all__ = [
     "FileFolderDataset",
+    "JSONDataset",
     "JSONLinesDataset",
     "RegionStream",
     "RegionTable",
@@ -17,4 +23,5 @@ __all__ = [
     "ShardPlan",
     "ShardSet",
     "ShardSetDataset",
+    "TextDataset",
 ]

@@ -1,4 +1,4 @@
-"""Small file datasets: a folder of named binary files, and JSON lines."""
+"""Small file datasets: a folder of named binary files, JSON lines, JSON and text documents."""
 
 from __future__ import annotations
 
@@ -74,3 +74,49 @@ class JSONLinesDataset(AbstractDataset[Iterable[Mapping[str, Any]], list[dict]])
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class JSONDataset(AbstractDataset[Any, Any]):
+    """A JSON document, written atomically (kedro-datasets' ``json.JSONDataset`` opens the
+    target in place, so a crash mid-write would leave half a report). ``save_args`` are
+    passed to :func:`json.dumps` (e.g. ``indent``, ``sort_keys``). Local files only: remote
+    copies are DVC's job."""
+
+    def __init__(self, filepath: str, save_args: Mapping[str, Any] | None = None) -> None:
+        self._path = Path(filepath)
+        self._save_args = dict(save_args or {})
+
+    def _save(self, data: Any) -> None:
+        text = json.dumps(data, ensure_ascii=False, **self._save_args) + "\n"
+        atomic_write_bytes(self._path, text.encode("utf-8"))
+
+    def _load(self) -> Any:
+        try:
+            return json.loads(self._path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{self._path}: not JSON: {err}") from err
+
+    def _exists(self) -> bool:
+        return self._path.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._path), "save_args": self._save_args}
+
+
+class TextDataset(AbstractDataset[str, str]):
+    """A UTF-8 text file (e.g. an HTML report), written atomically."""
+
+    def __init__(self, filepath: str) -> None:
+        self._path = Path(filepath)
+
+    def _save(self, data: str) -> None:
+        atomic_write_bytes(self._path, data.encode("utf-8"))
+
+    def _load(self) -> str:
+        return self._path.read_text(encoding="utf-8")
+
+    def _exists(self) -> bool:
+        return self._path.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._path)}

@@ -50,12 +50,19 @@ def _decode(tokenizer: Any, rows: torch.Tensor) -> list[str]:
     return out
 
 
+def _text_type(sample: Mapping[str, Any], region_id: str | None) -> str | None:
+    types = [r.get("text_type") for r in sample.get("regions", [])
+             if str(r["region_id"]) == region_id]  # fmt: skip
+    return types[0] if types else None
+
+
 def _row(sample: Mapping[str, Any], ex: Example, prediction: str) -> dict[str, Any]:
     assert ex.box_px is not None  # region tasks always carry a box
     box = normalize_xyxy(ex.box_px, sample["width"], sample["height"])
     return {
         "image_id": ex.image_id,
         "region_id": ex.region_id,
+        "text_type": _text_type(sample, ex.region_id),
         "task": ex.task,
         "prompt": ex.prompt,
         "target": ex.target,
@@ -88,9 +95,10 @@ def predict(
         precision: decimals of box coordinates in prompts/targets (as in training).
     Returns:
         One dict per eligible region, in sample then region order: ``image_id``, ``region_id``,
-        ``task``, ``prompt``, ``target`` (normalised answer text), ``prediction`` (normalised
-        generated text, up to ``<eos>``) and ``gt_box_norm`` (exact normalised xyxy box, not
-        rounded like the box text). Deterministic for fixed weights.
+        ``text_type`` (the region's, e.g. ``"refexp"`` or ``"ocr"``), ``task``, ``prompt``,
+        ``target`` (normalised answer text), ``prediction`` (normalised generated text, up to
+        ``<eos>``) and ``gt_box_norm`` (exact normalised xyxy box, not rounded like the box
+        text). Deterministic for fixed weights.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

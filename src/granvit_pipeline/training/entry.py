@@ -16,6 +16,8 @@ Several nodes: `deepspeed --hostfile hostfile --master_port 29500 --module ...` 
 the hostfile lists `host slots=N`; the output_dir must be on a shared filesystem).
 
 The launcher passes `--local_rank`; the process reads RANK/LOCAL_RANK/WORLD_SIZE from the env.
+With MLFLOW_RUN_ID and MLFLOW_TRACKING_URI set (the Kedro tracking hook sets them for the node's
+run), rank 0 streams its step metrics to that MLflow run (`tracking.MlflowCallback`).
 Exit codes: 0 done; 1 training error (logged); 75 stopped by `stop_after_step`.
 """
 
@@ -26,6 +28,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +36,9 @@ from granvit_pipeline.training.callbacks import TrainingError, TrainingStopped
 from granvit_pipeline.training.checkpoint import CheckpointError
 from granvit_pipeline.training.config import read_run_config
 from granvit_pipeline.training.engine import train
+
+if TYPE_CHECKING:
+    from granvit_pipeline.tracking.callback import MlflowCallback
 
 logger = logging.getLogger("granvit_pipeline.training")
 
@@ -60,6 +66,19 @@ def limit_cpu_threads() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_size)))
 
 
+def tracking_callbacks(rank: int) -> list[MlflowCallback]:
+    """Rank 0's MLflow callback when the environment names a run, else none."""
+    if rank != 0 or not (os.environ.get("MLFLOW_RUN_ID") and os.environ.get("MLFLOW_TRACKING_URI")):
+        return []
+    from granvit_pipeline.tracking.callback import MlflowCallback  # imports mlflow (seconds)
+
+    try:
+        return [MlflowCallback.from_env()]
+    except Exception as err:  # tracking must never stop training
+        logger.warning("MLflow tracking off for this run: %s", err)
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-config", type=Path, required=True)
@@ -69,14 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(rank)
     limit_cpu_threads()
     cfg = read_run_config(args.run_config)
+    callbacks = tracking_callbacks(rank)
     try:
-        result = train(cfg)
+        result = train(cfg, callbacks)
     except TrainingStopped as err:
         logger.warning("%s", err)
         return EXIT_STOPPED
     except (TrainingError, CheckpointError) as err:
         logger.error("training failed: %s", err)
         return EXIT_ERROR
+    finally:
+        for callback in callbacks:
+            callback.close()  # a failed run's last metrics too
     if rank == 0:
         logger.info("training done: step %d, export %s", result.final_step, result.export_dir)
     return 0
