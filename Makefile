@@ -25,10 +25,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $@
 
-demo: setup
+demo: setup browser
 	$(BIN)/kedro run
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
 
 lint: setup
@@ -44,3 +44,55 @@ bench: setup
 
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete 2>/dev/null || true
+
+# --- Versioned data and retraining (DVC; README section of the same name) ----------------------
+# `make dvc-repro` re-runs the stages of dvc.yaml whose inputs, code or parameters changed;
+# `make dvc-push` / `make dvc-pull` move the data (DVC_REMOTE=local: ../dvc-storage, the
+# default; DVC_REMOTE=s3: the S3 remote, its bucket created first). `make s3-server` runs a local
+# S3 server (rclone) for the s3 remote in the foreground and points the remote at it.
+DVC_REMOTE ?= local
+S3_PORT ?= 9900
+S3_DATA ?= ../s3-data
+
+.PHONY: dvc-repro dvc-status dvc-push dvc-pull s3-server s3-bucket
+
+dvc-repro: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+dvc-status: setup
+	$(BIN)/dvc status
+	$(BIN)/dvc status --cloud --remote $(DVC_REMOTE)
+
+dvc-push: s3-bucket
+	$(BIN)/dvc push --remote $(DVC_REMOTE)
+
+dvc-pull: setup
+	$(BIN)/dvc pull --remote $(DVC_REMOTE)
+
+# Creates the remote's bucket when missing and checks the credentials (no-op for a folder remote).
+s3-bucket: setup
+	$(BIN)/python -m granvit_pipeline.storage ensure-bucket --remote $(DVC_REMOTE)
+
+s3-server: setup
+	$(BIN)/python -m granvit_pipeline.storage serve --remote s3 --port $(S3_PORT) --data-dir $(S3_DATA)
+
+# --- Reports and dashboards (README section of the same name) ---------------------------------
+# `make browser` installs Debian's chromium when missing (the run report's screenshot and its
+# browser test need it); `make dashboards` runs the MLflow UI, kedro-viz and the Optuna dashboard
+# on 127.0.0.1 in the foreground (Ctrl-C, or `make dashboards-stop` elsewhere, stops them all).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+DASHBOARD_ARGS ?=
+
+.PHONY: browser dashboards dashboards-stop
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@chromium --version
+
+dashboards: setup
+	$(BIN)/python -m granvit_pipeline.reporting.dashboards start $(DASHBOARD_ARGS)
+
+dashboards-stop:
+	$(BIN)/python -m granvit_pipeline.reporting.dashboards stop

@@ -45,10 +45,14 @@ from granvit_pipeline.model.data import preprocess_image
 from granvit_pipeline.regions.shards import ShardDataset
 from granvit_pipeline.training.granvit_data import fit_tokenizer
 
-# Best recipe found in a 60-minute search on the shared 2-core box (see the report): it is still
-# far from the target (Caption2Bbox acc@0.5 ~0.03 vs 0.35 random-box chance of picking the right
-# object); the bottleneck is that stage 2 (encoder frozen) does not learn to read the image
-# tokens within the budget. Change values here, then mirror them in conf.
+# Best recipe found in the searches on the shared 2-core box (closing notes of the training
+# issue): still far from the 0.5 goal (Caption2Bbox acc@0.5 0.03-0.06). Measured there: stage 2
+# on a random frozen encoder scores the same as after stage 1 (stage 1 does not yet teach the
+# encoder anything the frozen warm-up LLM reads); 3000 stage-2 steps reach 0.06; joint training
+# and 64 image tokens are no faster; and with the objects handed over as TEXT instead of an
+# image ("the red shape [box] ; ..." + "find: the red shape"), the same from-scratch LLM reaches
+# only 0.12 after 800 steps: learning in-context retrieval is the bottleneck, not the encoder.
+# Change values here, then mirror them in conf.
 HP: dict[str, Any] = {
     "threads": 1,  # torch threads (1 beat 2 on the shared 2-core box)
     "seed": 0,

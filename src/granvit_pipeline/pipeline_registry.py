@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from granvit_pipeline.pipelines import adapt, evaluate, ingest, pretrain, shard, validate
+from granvit_pipeline.pipelines import (
+    ablation,
+    adapt,
+    evaluate,
+    ingest,
+    pretrain,
+    register,
+    shard,
+    tune,
+    validate,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -21,7 +31,17 @@ def register_pipelines() -> dict[str, Pipeline]:
         "adapt": adapt.create_pipeline(),
         "base_encoder": pretrain.create_base_encoder_pipeline(),
         "evaluate": evaluate.create_pipeline(),
+        "ablation": ablation.create_pipeline(),
+        "tune": tune.create_pipeline(),
+        "register": register.create_pipeline(),
     }
     pipelines["data"] = pipelines["ingest"] + pipelines["validate"] + pipelines["shard"]
-    pipelines["__default__"] = pipelines["data"] + pipelines["pretrain"] + pipelines["adapt"]
+    # The demo run, end to end: data -> train -> evaluate -> register + promote the encoder.
+    pipelines["__default__"] = (
+        pipelines["data"]
+        + pipelines["pretrain"]
+        + pipelines["adapt"]
+        + pipelines["evaluate"]
+        + pipelines["register"]
+    )
     return pipelines

@@ -8,7 +8,13 @@ import torch
 from transformers import AutoModel
 
 from granvit_pipeline.model.config import GranViTConfig, get_preset
-from granvit_pipeline.model.export import build_model, export_encoder, export_full, load_full
+from granvit_pipeline.model.export import (
+    build_model,
+    export_encoder,
+    export_full,
+    load_encoder,
+    load_full,
+)
 from granvit_pipeline.model.modeling import GranViT
 
 
@@ -68,3 +74,17 @@ def test_build_model_from_tokenizer_dir(tokenizer: Any, tmp_path: Path) -> None:
     assert tok.get_vocab() == tokenizer.get_vocab()
     with pytest.raises(ValueError, match="tokenizer_dir"):
         build_model(get_preset("tiny"))
+
+
+def test_load_encoder_round_trips_the_encoder_and_projector(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = GranViT(get_preset("tiny"))
+    export_encoder(model, tmp_path / "enc")
+    loaded = load_encoder(tmp_path / "enc")
+    pixels = torch.randn(2, 3, model.image_size, model.image_size)
+    model.eval(), loaded.eval()
+    assert torch.equal(model.encode_image(pixels), loaded.encode_image(pixels))
+    feats = model.encode_image(pixels)
+    assert torch.equal(model.projector(feats), loaded.projector(feats))
+    with pytest.raises(FileNotFoundError, match="not an encoder export"):
+        load_encoder(tmp_path)

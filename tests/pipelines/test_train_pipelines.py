@@ -15,7 +15,7 @@ from kedro.runner import SequentialRunner
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from granvit_pipeline.pipelines import adapt, pretrain
+from granvit_pipeline.pipelines import ablation, adapt, evaluate, pretrain
 from granvit_pipeline.pipelines.pretrain.params import AdaptParams, CommonParams, PretrainParams
 from granvit_pipeline.training.granvit_smoke import write_demo_shards
 
@@ -97,3 +97,27 @@ def test_pretrain_then_adapt_on_the_tiny_preset(project: Path) -> None:
     before = load_file(str(models / "stage1" / "export" / encoder))
     after = load_file(str(models / "stage2" / "export" / encoder))
     assert all((before[k] == after[k]).all() for k in before)
+
+    # The ablation ladder on the same outputs: two more encoders (one process each), every
+    # encoder probed the same way, one table with the stage-2 generation metrics.
+    single = json.loads(json.dumps(TINY))
+    single["pretrain"]["stage1"]["training"]["num_processes"] = 1
+    single["evaluate"] = {"split": "train", "max_images": 8}  # these shards are all train
+    with KedroSession.create(project_path=project, runtime_params=single) as session:
+        catalog = session.load_context().catalog
+        SequentialRunner().run(evaluate.create_pipeline() + ablation.create_pipeline(), catalog)
+    no_distill = json.loads((models / "stage1_no_distill_result.json").read_text())
+    assert no_distill["run_name"] == "stage1_no_distill" and no_distill["steps"] == 2
+    assert no_distill["final_metrics"]["loss_distill"] == 0
+    table = json.loads((project / "data" / "08_reporting" / "ablation_table.json").read_text())
+    assert [r["row"] for r in table["rows"]] == ["base", "stage1", "stage1_distill", "stage2"]
+    shape = "probe/shape/accuracy"
+    assert all(0 <= r[shape] <= 1 for r in table["rows"])
+    # stage 2 freezes the encoder: its probe repeats stage 1's exactly
+    assert table["rows"][3][shape] == table["rows"][2][shape]
+    assert table["rows"][3]["caption2bbox/acc@0.5"] is not None
+    assert table["rows"][0]["caption2bbox/acc@0.5"] is None
+    markdown = (project / "data" / "08_reporting" / "ablation_table.md").read_text()
+    assert "+ self-distillation" in markdown and "| chance" in markdown
+    report = (project / "data" / "08_reporting" / "run_report_ablation.html").read_text()
+    assert "+ self-distillation" in report

@@ -4,6 +4,8 @@
 ``dir`` (so ``transformers.AutoModel.from_pretrained(dir)`` loads a ``SiglipVisionModel``),
 plus ``projector.safetensors``, ``granvit.json`` (the full config) and ``tokenizer/``.
 
+``load_encoder(dir)`` reads it back as a GranViT for encoder-only use (its LLM is random).
+
 ``export_full(model, dir)`` writes ``encoder/`` and ``llm/`` (``save_pretrained``),
 ``projector.safetensors``, ``granvit.json`` and ``tokenizer/``; ``load_full(dir)`` rebuilds the
 model through the ordinary local-weights path of :class:`GranViTConfig`.
@@ -74,6 +76,21 @@ def load_full(model_dir: str | Path) -> tuple[GranViT, Any | None]:
     model.projector.load_state_dict(load_file(str(root / PROJECTOR_FILE)))
     tokenizer = load_tokenizer(root / "tokenizer") if (root / "tokenizer").is_dir() else None
     return model, tokenizer
+
+
+def load_encoder(export_dir: str | Path) -> GranViT:
+    """Inverse of :func:`export_encoder`, as a :class:`GranViT` for encoder-only use (e.g.
+    the region probe): encoder + projector from ``export_dir``; the LLM is freshly initialised
+    from the config and meaningless (an encoder export has none)."""
+    root = Path(export_dir)
+    if not (root / CONFIG_FILE).is_file() or not (root / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{root} is not an encoder export (needs {CONFIG_FILE} and config.json)"
+        )
+    config = GranViTConfig.model_validate_json((root / CONFIG_FILE).read_text())
+    model = GranViT(config.model_copy(update={"vision_weights_dir": root}))
+    model.projector.load_state_dict(load_file(str(root / PROJECTOR_FILE)))
+    return model
 
 
 def build_model(config: GranViTConfig, tokenizer: Any | None = None) -> tuple[GranViT, Any]:

@@ -18,7 +18,9 @@ the hostfile lists `host slots=N`; the output_dir must be on a shared filesystem
 The launcher passes `--local_rank`; the process reads RANK/LOCAL_RANK/WORLD_SIZE from the env.
 With MLFLOW_RUN_ID and MLFLOW_TRACKING_URI set (the Kedro tracking hook sets them for the node's
 run), rank 0 streams its step metrics to that MLflow run (`tracking.MlflowCallback`).
-Exit codes: 0 done; 1 training error (logged); 75 stopped by `stop_after_step`.
+With GRANVIT_OPTUNA_TRIAL set (the tuning node sets it), rank 0 reports intermediate values to
+that Optuna trial and stops when it is pruned (`tuning.PruningCallback`).
+Exit codes: 0 done; 1 training error (logged); 75 stopped by `stop_after_step`; 76 pruned.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from granvit_pipeline.training.callbacks import TrainingError, TrainingStopped
 from granvit_pipeline.training.checkpoint import CheckpointError
 from granvit_pipeline.training.config import read_run_config
 from granvit_pipeline.training.engine import train
+from granvit_pipeline.tuning.pruning import EXIT_PRUNED, PruneRequested, PruningCallback
 
 if TYPE_CHECKING:
     from granvit_pipeline.tracking.callback import MlflowCallback
@@ -79,6 +82,12 @@ def tracking_callbacks(rank: int) -> list[MlflowCallback]:
         return []
 
 
+def pruning_callbacks(rank: int) -> list[PruningCallback]:
+    """Rank 0's Optuna pruning callback when the environment names a trial, else none."""
+    callback = PruningCallback.from_env() if rank == 0 else None
+    return [] if callback is None else [callback]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-config", type=Path, required=True)
@@ -88,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(rank)
     limit_cpu_threads()
     cfg = read_run_config(args.run_config)
-    callbacks = tracking_callbacks(rank)
+    callbacks = [*tracking_callbacks(rank), *pruning_callbacks(rank)]
     try:
         result = train(cfg, callbacks)
+    except PruneRequested as err:
+        logger.info("%s", err)
+        return EXIT_PRUNED
     except TrainingStopped as err:
         logger.warning("%s", err)
         return EXIT_STOPPED

@@ -1,12 +1,16 @@
 """Evaluate nodes: thin adapters from the catalog to :mod:`granvit_pipeline.evaluation`.
 
 ``load_model`` -> ``score_regions`` (Caption2Bbox, Bbox2Caption, OCR regions) and
-``score_probe`` (encoder-only linear probe) -> ``build_report`` (the metrics JSON).
+``score_probe`` (encoder-only linear probe) -> ``build_report`` (the metrics JSON); then the
+HTML run report: ``pick_report_examples`` (predictions on the first val images) ->
+``render_run_report`` (loss curves, metrics, examples; with the ablation table when given) ->
+``screenshot_run_report`` (headless Chromium, optional).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -22,11 +26,17 @@ from granvit_pipeline.evaluation import (
     load_trained,
     probe_encoder,
 )
+from granvit_pipeline.model import GranViT
+from granvit_pipeline.reporting.browser import BrowserError, find_chromium, open_page
+from granvit_pipeline.reporting.curves import stage_lineage
+from granvit_pipeline.reporting.examples import pick_examples
+from granvit_pipeline.reporting.html import render_report
 
 logger = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
 RUN_CONFIG = "run_config.json"  # written by the training engine into the stage's output_dir
+SCREENSHOT = "run_report.png"  # the file in the evaluation_report_screenshot folder
 
 
 class ProbeParams(BaseModel):
@@ -46,6 +56,19 @@ class ProbeParams(BaseModel):
     batch_size: int = Field(default=64, gt=0)  # images per encoder pass
 
 
+class ReportParams(BaseModel):
+    """``evaluate.report``: the HTML run report (``granvit_pipeline.reporting``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = "GranViT run report"
+    examples: int = Field(default=4, ge=0)  # first images of `split` shown with predictions
+    per_task: int | None = Field(default=8, gt=0)  # example regions per task (None: all)
+    image_size: int = Field(default=256, gt=0)  # example images are upscaled to this side
+    screenshot: bool = True  # headless Chromium screenshot; skipped (warning) without Chromium
+    browser_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class EvaluateParams(BaseModel):
     """``params:evaluate`` (``conf/base/parameters_evaluate.yml``)."""
 
@@ -59,6 +82,7 @@ class EvaluateParams(BaseModel):
     batch_size: int = Field(default=64, gt=0)  # regions per generation batch
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     probe: ProbeParams = Field(default_factory=ProbeParams)
+    report: ReportParams = Field(default_factory=ReportParams)
 
 
 def _samples(shards: ShardSet, split: str, limit: int | None) -> Iterable[dict[str, Any]]:
@@ -92,11 +116,15 @@ def score_probe(
 ) -> dict[str, float]:
     """Encoder-only probe: fitted on ``probe.train_split``, scored on ``split`` ({} if off)."""
     cfg = EvaluateParams.model_validate(params)
+    return probe_model(trained.model, shards, cfg) if cfg.probe.enabled else {}
+
+
+def probe_model(model: GranViT, shards: ShardSet, cfg: EvaluateParams) -> dict[str, float]:
+    """The encoder-only probe of ``model`` with ``cfg.probe``'s settings (shared with the
+    ablation, so every encoder is probed the same way)."""
     probe = cfg.probe
-    if not probe.enabled:
-        return {}
     return probe_encoder(
-        trained.model,
+        model,
         _samples(shards, probe.train_split, probe.max_train_images),
         _samples(shards, cfg.split, cfg.max_images),
         labels=probe.labels, batch_size=probe.batch_size, layer=probe.layer,
@@ -125,3 +153,66 @@ def build_report(
     logger.info("evaluation of %s on %d %s images", report["model"]["export_dir"],
                 report["images"], cfg.split)  # fmt: skip
     return report
+
+
+def pick_report_examples(
+    trained: TrainedModel, shards: ShardSet, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Predictions for the first ``report.examples`` images of ``split`` (``tasks``), with the
+    images as base64 PNG: JSON, so the report can be rendered again without the model."""
+    cfg = EvaluateParams.model_validate(params)
+    samples = list(islice(shards.dataset(cfg.split), cfg.report.examples))
+    if not samples:
+        return {"images": [], "rows": []}
+    return pick_examples(
+        trained.model, trained.tokenizer, samples, trained.prompts,
+        precision=trained.box_precision, tasks=cfg.tasks, per_task=cfg.report.per_task,
+        batch_size=cfg.batch_size,
+    )  # fmt: skip
+
+
+def render_run_report(
+    evaluation_report: Mapping[str, Any],
+    report_examples: Mapping[str, Any],
+    stage2_result: Mapping[str, Any],
+    params: Mapping[str, Any],
+    ablation_table: Mapping[str, Any] | None = None,
+) -> str:
+    """The self-contained HTML run report.
+
+    Loss curves come from the evaluated model's lineage (``stage2_result.output_dir`` and the
+    stages it was initialised from, via each ``run_config.json``'s ``init_from``): the stages
+    that produced this model, whatever their run names, and no catalog entry per stage.
+    ``ablation_table`` adds the ablation ladder (the ablation pipeline passes it).
+    """
+    cfg = EvaluateParams.model_validate(params).report
+    stages = stage_lineage(stage2_result["output_dir"])
+    logger.info("run report: %d stage(s) of curves, %d examples", len(stages),
+                len(report_examples.get("rows", [])))  # fmt: skip
+    return render_report(
+        evaluation_report, stages, report_examples, ablation_table, title=cfg.title,
+        image_size=cfg.image_size,
+    )  # fmt: skip
+
+
+def screenshot_run_report(report_html: str, params: Mapping[str, Any]) -> dict[str, bytes]:
+    """``{"run_report.png": PNG}`` of the report in headless Chromium; ``{}`` when
+    ``report.screenshot`` is off or no Chromium is installed (``make browser``). Console errors
+    of the page are logged as warnings, not raised: the report is already written."""
+    cfg = EvaluateParams.model_validate(params).report
+    if not cfg.screenshot:
+        return {}
+    if find_chromium() is None:
+        logger.warning("no Chromium (`make browser` installs it): run report screenshot skipped")
+        return {}
+    with tempfile.TemporaryDirectory(prefix="granvit-report-") as tmp:
+        page = Path(tmp) / "run_report.html"
+        page.write_text(report_html, encoding="utf-8")
+        try:
+            result = open_page(page, timeout_s=cfg.browser_timeout_s)
+        except BrowserError as err:
+            logger.warning("run report screenshot failed: %s", err)
+            return {}
+    for message in result.console_errors:
+        logger.warning("run report console error: %s", message)
+    return {SCREENSHOT: result.screenshot}

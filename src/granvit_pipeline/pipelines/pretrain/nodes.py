@@ -91,10 +91,12 @@ def run_stage(
     previous: Mapping[str, Any] | None,
     common: CommonParams,
     params: StageParams,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
-    """Train one stage (starting from ``previous``'s export, if given); returns its result."""
+    """Train one stage (starting from ``previous``'s export, if given) in
+    ``<output_root>/<run_name or stage>/``; returns its result."""
     init_from = None if previous is None else Path(previous["export_dir"])
-    cfg = train_config(stage, common, params, shards.path, tokenizer_dir, init_from)
+    cfg = train_config(stage, common, params, shards.path, tokenizer_dir, init_from, run_name)
     GranViTArgs.model_validate(cfg.recipe_args).check_inputs()  # clear errors before launching
     tokenizer_json = Path(tokenizer_dir) / "tokenizer.json"
     inputs = {
@@ -108,6 +110,7 @@ def run_stage(
     final = _last_metrics(Path(result.metrics_path))
     summary = {
         "stage": stage,
+        "run_name": run_name or stage,
         "export_dir": result.export_dir,
         "output_dir": result.output_dir,
         "steps": result.final_step,

@@ -59,8 +59,10 @@ def train_config(
     shards_dir: Path,
     tokenizer_dir: Path,
     init_from: Path | None,
+    run_name: str | None = None,
 ) -> TrainConfig:
-    """The validated TrainConfig of ``stage`` (paths made absolute for the child processes)."""
+    """The validated TrainConfig of ``stage`` (paths made absolute for the child processes),
+    training in ``<output_root>/<run_name or stage>/``."""
     recipe_args = {
         **common.recipe,
         **params.recipe,
@@ -75,7 +77,7 @@ def train_config(
         {
             **values,
             "recipe": RECIPE,
-            "output_dir": (common.output_root / stage).resolve(),
+            "output_dir": (common.output_root / (run_name or stage)).resolve(),
             "recipe_args": recipe_args,
         }
     )

@@ -1,0 +1,175 @@
+"""DVC push/pull vs plain boto3 against a local S3 server (rclone), for shards and loose images.
+
+    .venv/bin/python benchmarks/dvc_transfer.py                        # 8 x 32 MB, 2000 x 8 KB
+    .venv/bin/python benchmarks/dvc_transfer.py --shards 20 --shard-mb 50 --images 20000
+
+Same bytes, same run, same server (``rclone serve s3``, ``--etag-hash MD5``, data on local
+disk), same parallelism (``--jobs`` threads for boto3, ``dvc push/pull --jobs`` for DVC).
+boto3: ``upload_file``/``download_file`` of every file. DVC: ``dvc push``/``dvc pull`` through
+its Python API (the CLI adds its ~1-2 s start-up, printed separately), after ``dvc add`` (local
+hashing and caching, also printed). Each push goes to an empty prefix; each pull starts from an
+empty cache and workspace and is fetch (the transfer) + checkout (cache -> workspace, a copy
+with the default ``cache.type``). Best of ``--reps`` runs, since the machine is shared.
+Prints MB/s and DVC/boto3 (goal >= 0.8 for shards) and how much slower loose images move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from granvit_pipeline.storage import RcloneS3Server, ensure_bucket, s3_client
+from granvit_pipeline.storage.dvc_config import set_local_remote_settings
+
+BUCKET = "bench"
+
+
+def _write_files(folder: Path, count: int, size: int) -> int:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        (folder / f"{i:06d}.bin").write_bytes(os.urandom(size))  # incompressible, like JPEG/PNG
+    return count * size
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _boto3(client, folder: Path, prefix: str, jobs: int) -> tuple[float, float]:
+    """Upload then download every file of ``folder`` with ``jobs`` threads: (up s, down s)."""
+    files = sorted(folder.iterdir())
+    back = folder.with_name(folder.name + "-boto3")
+    back.mkdir()
+
+    def put(f: Path) -> None:
+        client.upload_file(str(f), BUCKET, f"{prefix}/{f.name}")
+
+    def get(f: Path) -> None:
+        client.download_file(BUCKET, f"{prefix}/{f.name}", str(back / f.name))
+
+    with ThreadPoolExecutor(jobs) as pool:
+        up = _timed(lambda: list(pool.map(put, files)))
+        down = _timed(lambda: list(pool.map(get, files)))
+    shutil.rmtree(back)
+    return up, down
+
+
+def _dvc(root: Path, folder: Path, server: RcloneS3Server, prefix: str, jobs: int) -> dict:
+    """``dvc push`` to an empty remote prefix, then ``dvc pull`` (fetch + checkout) into an
+    empty cache and workspace: seconds of each."""
+    from dvc.repo import Repo
+
+    creds = server.credentials
+    set_local_remote_settings(
+        root, "s3", url=f"s3://{BUCKET}/{prefix}", endpointurl=server.endpoint_url,
+        access_key_id=creds.aws_access_key_id,
+        secret_access_key=creds.aws_secret_access_key.get_secret_value(),
+    )  # fmt: skip
+    with Repo(str(root)) as repo:
+        push = _timed(lambda: repo.push(remote="s3", jobs=jobs))
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(folder)
+    with Repo(str(root)) as repo:
+        fetch = _timed(lambda: repo.fetch(remote="s3", jobs=jobs))
+        checkout = _timed(repo.checkout)
+    assert folder.is_dir() and any(folder.iterdir()), "dvc pull restored nothing"
+    return {"push": push, "fetch": fetch, "checkout": checkout}
+
+
+def run_case(name: str, work: Path, server, count: int, size: int, jobs: int, reps: int) -> dict:
+    """Best of ``reps`` (the machine is shared: the best run is the least disturbed one)."""
+    from dvc.repo import Repo
+
+    root = work / f"dvc-{name}"
+    root.mkdir()
+    with contextlib.redirect_stdout(io.StringIO()):  # "Initialized DVC repository."
+        Repo.init(str(root), no_scm=True).close()
+    folder = root / name
+    total = _write_files(folder, count, size)
+    client = s3_client(server.credentials, server.endpoint_url)
+    with Repo(str(root)) as repo:
+        add = _timed(lambda: repo.add(str(folder)))
+    best: dict[str, float] = {}
+    for rep in range(reps):
+        up, down = _boto3(client, folder, f"boto3-{name}-{rep}", jobs)
+        times = {"up": up, "down": down, **_dvc(root, folder, server, f"dvc-{name}-{rep}", jobs)}
+        times["pull"] = times["fetch"] + times["checkout"]
+        best = {k: min(v, best.get(k, v)) for k, v in times.items()}
+    mb = total / 1e6
+    return {
+        "case": name, "files": count, "MB": round(mb, 1), "jobs": jobs, "reps": reps,
+        "boto3_up_MBps": mb / best["up"], "boto3_down_MBps": mb / best["down"],
+        "dvc_push_MBps": mb / best["push"], "dvc_pull_MBps": mb / best["pull"],
+        "push_ratio": best["up"] / best["push"], "pull_ratio": best["down"] / best["pull"],
+        "fetch_ratio": best["down"] / best["fetch"], "checkout_s": best["checkout"],
+        "dvc_add_s": add, "files_per_s_push": count / best["push"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--shard-mb", type=float, default=32)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--image-kb", type=float, default=8)  # ~ a 64x64 demo PNG is 7 KB
+    parser.add_argument("--jobs", type=int, default=4 * (os.cpu_count() or 1))  # DVC's default
+    parser.add_argument("--reps", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+
+    cli = time.perf_counter()
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run([str(dvc), "version", "-q"], check=True, capture_output=True)
+    cli_startup = time.perf_counter() - cli
+
+    with tempfile.TemporaryDirectory(prefix="dvc_transfer_") as tmp:
+        work = Path(tmp)
+        with RcloneS3Server(work / "s3") as server:
+            ensure_bucket(BUCKET, server.credentials, server.endpoint_url)
+            common = args.jobs, args.reps
+            rows = [
+                run_case("shards", work, server, args.shards, int(args.shard_mb * 1e6), *common),
+                run_case("images", work, server, args.images, int(args.image_kb * 1e3), *common),
+            ]
+
+    print(f"\nrclone serve s3 on 127.0.0.1, {args.jobs} parallel transfers, best of {args.reps}; "
+          f"`dvc` CLI start-up {cli_startup:.1f} s (not in the DVC times)\n")  # fmt: skip
+    print(
+        "| case | files x size | boto3 up MB/s | DVC push MB/s | push DVC/boto3 | "
+        "boto3 down MB/s | DVC pull MB/s | pull DVC/boto3 | fetch only DVC/boto3 | "
+        "checkout s | dvc add s |"
+    )
+    print("|" + " --- |" * 11)
+    for r in rows:
+        each = r["MB"] / r["files"]
+        size = f"{each:.0f} MB" if each >= 1 else f"{each * 1e3:.0f} KB"
+        print(
+            f"| {r['case']} | {r['files']:,} x {size} | {r['boto3_up_MBps']:.1f} | "
+            f"{r['dvc_push_MBps']:.1f} | {r['push_ratio']:.2f} | {r['boto3_down_MBps']:.1f} | "
+            f"{r['dvc_pull_MBps']:.1f} | {r['pull_ratio']:.2f} | {r['fetch_ratio']:.2f} | "
+            f"{r['checkout_s']:.1f} | {r['dvc_add_s']:.1f} |"
+        )
+    shards, images = rows
+    push = shards["dvc_push_MBps"] / images["dvc_push_MBps"]
+    pull = shards["dvc_pull_MBps"] / images["dvc_pull_MBps"]
+    print(f"\nper MB, DVC moves loose images {push:.0f}x (push) and {pull:.0f}x (pull) slower")
+    if args.json:
+        args.json.write_text(json.dumps({"cli_startup_s": cli_startup, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Report a training run's intermediate values to its Optuna trial and stop it when pruned.
+
+The tuning node starts training in child processes (``training.launch``); it names the trial in
+the environment (``GRANVIT_OPTUNA_TRIAL``: storage URL, study, trial id, pruner, reporting
+settings, as JSON; not part of the run config, so not of any fingerprint), and
+``training.entry`` attaches a ``PruningCallback`` on rank 0. Every ``report_every`` steps the
+callback reports the mean of ``metric`` over those steps (``trial.report``) and asks the pruner
+(``trial.should_prune``); when pruned it raises ``PruneRequested``: the engine stops without an
+export, the entry point exits with ``EXIT_PRUNED``, and the node raises ``optuna.TrialPruned``.
+
+Several ranks: callbacks run on rank 0 only, so rank 0 decides. Its exit with ``EXIT_PRUNED``
+makes the DeepSpeed launcher stop the other ranks and exit with the same status (its
+``launch.py`` terminates the survivors when one rank fails). ``agree_on_stop`` is the
+collective version (rank 0's flag broadcast to every rank) for a loop that calls it on all
+ranks.
+
+This module imports Optuna only when a callback is built from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from granvit_pipeline.training.callbacks import TrainingError, TrainResult
+
+ENV_TRIAL = "GRANVIT_OPTUNA_TRIAL"
+EXIT_PRUNED = 76  # training.entry's status for a pruned trial (75 is stop_after_step)
+
+Reporter = Callable[[float, int], bool]  # (value, step) -> should prune
+
+
+class PruneRequested(TrainingError):
+    """The pruner stopped this trial at ``step``; nothing was exported."""
+
+    def __init__(self, step: int, value: float):
+        self.step, self.value = step, value
+        super().__init__(f"trial pruned at step {step} (intermediate value {value:.5g})")
+
+
+@dataclass
+class TrialLink:
+    """What a training process needs to report to one trial (travels as JSON in the env)."""
+
+    storage: str  # sqlite:///abs/path, postgresql://..., journal:///abs/path
+    study_name: str
+    trial_id: int
+    pruner: dict[str, Any] = field(default_factory=dict)  # tuning.config.PrunerConfig fields
+    metric: str = "loss"
+    report_every: int = 5
+    step_offset: int = 0  # steps of earlier stages of the same trial
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_TRIAL: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrialLink | None:
+        raw = (os.environ if env is None else env).get(ENV_TRIAL)
+        return cls(**json.loads(raw)) if raw else None
+
+
+def trial_reporter(trial: Any) -> Reporter:
+    """A reporter on an ``optuna.Trial`` (same process)."""
+
+    def report(value: float, step: int) -> bool:
+        trial.report(value, step)
+        return trial.should_prune()
+
+    return report
+
+
+def link_reporter(link: TrialLink) -> Reporter:
+    """A reporter on the trial that ``link`` names (another process made it)."""
+    import optuna
+
+    from granvit_pipeline.tuning.config import PrunerConfig, StudyConfig
+    from granvit_pipeline.tuning.study import make_pruner, make_storage
+
+    # No heartbeat here: the worker that owns the trial keeps it alive.
+    storage = (
+        make_storage(StudyConfig(storage=link.storage))
+        if link.storage.startswith("journal:")
+        else optuna.storages.RDBStorage(link.storage)
+    )
+    pruner = make_pruner(PrunerConfig(**link.pruner))
+    study = optuna.load_study(study_name=link.study_name, storage=storage, pruner=pruner)
+    return trial_reporter(optuna.Trial(study, link.trial_id))
+
+
+class PruningCallback:
+    """A ``TrainCallback`` (rank 0): intermediate values to a trial; raise when pruned."""
+
+    def __init__(self, reporter: Reporter, metric: str = "loss", report_every: int = 5,
+                 step_offset: int = 0):  # fmt: skip
+        self.reporter, self.metric = reporter, metric
+        self.report_every, self.step_offset = report_every, step_offset
+        self.window: list[float] = []
+        self.reported: list[tuple[int, float]] = []  # (trial step, value)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PruningCallback | None:
+        link = TrialLink.from_env(env)
+        if link is None:
+            return None
+        return cls(link_reporter(link), link.metric, link.report_every, link.step_offset)
+
+    def on_train_start(self, run_config: dict[str, Any]) -> None:
+        self.window.clear()
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:
+            raise TrainingError(
+                f"tuning metric {self.metric!r} not in step metrics {sorted(metrics)}"
+            )
+        self.window.append(float(metrics[self.metric]))
+        if step % self.report_every:
+            return
+        value = sum(self.window) / len(self.window)
+        self.window.clear()
+        trial_step = self.step_offset + step
+        self.reported.append((trial_step, value))
+        if self.reporter(value, trial_step):
+            raise PruneRequested(trial_step, value)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        pass
+
+    def on_train_end(self, result: TrainResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def agree_on_stop(stop: bool) -> bool:
+    """Rank 0's decision on every rank (a broadcast; collective: call it on all ranks)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return stop
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
