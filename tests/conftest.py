@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from kedro.framework.startup import bootstrap_project
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -27,3 +29,17 @@ def coco128() -> Path:
     if not (path / "annotations" / "instances_train2017.json").is_file():
         pytest.skip(f"shared COCO128 data not found at {path}")
     return path
+
+
+@pytest.fixture
+def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A runnable copy of the project in ``tmp_path``: its conf (``conf/local`` empty, no
+    ``conf/tuned``) and pyproject; the package itself is installed, Kedro only wants ``src/``.
+    The test runs from there, so the data it writes stays there."""
+    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("tuned"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
+    (tmp_path / "src").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    bootstrap_project(tmp_path)
+    return tmp_path

@@ -4,13 +4,11 @@ command-line parameters, and a run that stops on too many rejected rows."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
 from granvit_pipeline.regions.quarantine import DataError
 from granvit_pipeline.regions.shards import ShardDataset, read_manifest
@@ -19,15 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(kedro_project: Path) -> Path:
     """A copy of the project's conf in a temporary folder, run from there (data stays there)."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()  # the package itself is installed; Kedro wants the folder
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(tmp_path)
-    return tmp_path
+    return kedro_project
 
 
 def _run(project: Path, pipeline: str, params: dict) -> None:

@@ -4,7 +4,6 @@ laid out where the catalog expects the adapt pipeline's outputs."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 import yaml
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from pydantic import ValidationError
 
 from granvit_pipeline.datasets import ShardSetDataset
@@ -83,17 +81,11 @@ def _write_stage2(models: Path, shards: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(kedro_project: Path) -> Path:
     """A copy of the project's conf with small demo shards and a stage-2 export in place."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path)
-    shards = _write_shards(tmp_path / "data" / "05_model_input" / "shards", n_images=30)
-    _write_stage2(tmp_path / "data" / "06_models", shards)
-    bootstrap_project(tmp_path)
-    return tmp_path
+    shards = _write_shards(kedro_project / "data" / "05_model_input" / "shards", n_images=30)
+    _write_stage2(kedro_project / "data" / "06_models", shards)
+    return kedro_project
 
 
 @pytest.fixture(autouse=True)

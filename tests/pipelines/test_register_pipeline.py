@@ -7,7 +7,6 @@ skips it, and a report of another model is refused."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -57,20 +56,15 @@ def _write_report(project: Path, metrics: dict[str, float]) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(kedro_project: Path) -> Path:
     """A project copy with a tiny stage-2 export, its result and its evaluation report."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path)
+    tmp_path = kedro_project
     torch.manual_seed(0)
     export = export_encoder(GranViT(get_preset("tiny")), tmp_path / "data/06_models/stage2/export")
     result = {"stage": "stage2", "export_dir": str(export), "weights_digest": "w1",
               "output_dir": str(export.parent)}  # fmt: skip
     (tmp_path / "data/06_models/stage2_result.json").write_text(json.dumps(result))
     _write_report(tmp_path, METRICS)
-    bootstrap_project(tmp_path)
     return tmp_path
 
 

@@ -4,13 +4,11 @@ KedroSession's catalog on the tiny preset (stage 1 with 2 ranks through the deep
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from kedro.runner import SequentialRunner
 from pydantic import ValidationError
 from safetensors.torch import load_file
@@ -63,16 +61,10 @@ def test_conf_parameters_validate_and_typos_fail() -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(kedro_project: Path) -> Path:
     """A copy of the project's conf with small demo shards where the catalog expects them."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()
-    write_demo_shards(tmp_path / "data" / "05_model_input" / "shards", n_images=24)
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(tmp_path)
-    return tmp_path
+    write_demo_shards(kedro_project / "data" / "05_model_input" / "shards", n_images=24)
+    return kedro_project
 
 
 @pytest.mark.slow

@@ -3,11 +3,9 @@ and a temporary copy of the project (as tests/pipelines does) for real KedroSess
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from kedro.framework.startup import bootstrap_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,12 +28,6 @@ def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(kedro_project: Path) -> Path:
     """A copy of the project's conf in a temporary folder, run from there."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()  # the package itself is installed; Kedro wants the folder
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(tmp_path)
-    return tmp_path
+    return kedro_project

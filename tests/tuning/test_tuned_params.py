@@ -4,12 +4,10 @@ read back by `--env tuned` over base (one-key overrides), and trained by a pretr
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
 from granvit_pipeline.pipelines.pretrain.params import (
     AdaptParams,
@@ -20,21 +18,15 @@ from granvit_pipeline.pipelines.pretrain.params import (
 from granvit_pipeline.training.engine import train
 from granvit_pipeline.tuning.config import TuneConfig
 from granvit_pipeline.tuning.space import tuned_parameters
-from tests.tuning.conftest import REPO_ROOT, conf_params
+from tests.tuning.conftest import conf_params
 
 BEST = {"stage1_lr": 0.0042, "lambda_distill": 0.5, "ema_alpha": 0.95, "stage1_warmup": 1,
         "stage2_lr": 0.0011}  # fmt: skip
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("tuned"))
-    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "conf" / "local").mkdir(exist_ok=True)
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(tmp_path)
-    return tmp_path
+def project(kedro_project: Path) -> Path:
+    return kedro_project
 
 
 def test_best_params_round_trip_into_a_pretrain_run(project: Path, tiny_inputs: dict) -> None:
