@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,22 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     bootstrap_project(tmp_path)
     return tmp_path
+
+
+def _git_init(path: Path) -> str:
+    """Commit the project copy's conf and pyproject in a new git repo; returns the commit."""
+
+    def git(*args: str) -> str:
+        cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+        return subprocess.run(cmd, cwd=path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("add", "conf", "pyproject.toml")
+    git("commit", "-q", "-m", "project")
+    return git("rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def git_init() -> Callable[[Path], str]:
+    """``git_init(project)`` makes a project copy a git repo with one commit (its hash)."""
+    return _git_init

@@ -7,7 +7,7 @@ skips it, and a report of another model is refused."""
 from __future__ import annotations
 
 import json
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +33,6 @@ METRICS = {"caption2bbox/acc@0.5": 0.2, "caption2bbox/mean_iou": 0.3,
 def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(key, raising=False)
-
-
-def _git_init(path: Path) -> str:
-    def git(*args: str) -> str:
-        cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
-        return subprocess.run(cmd, cwd=path, check=True, capture_output=True, text=True).stdout
-
-    git("init", "-q")
-    git("add", "conf", "pyproject.toml")
-    git("commit", "-q", "-m", "project")
-    return git("rev-parse", "HEAD").strip()
 
 
 def _write_report(project: Path, metrics: dict[str, float]) -> None:
@@ -98,10 +87,12 @@ def test_tracking_off_skips_the_registry(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_register_promote_and_rollback_through_kedro_sessions(project: Path) -> None:
+def test_register_promote_and_rollback_through_kedro_sessions(
+    project: Path, git_init: Callable[[Path], str]
+) -> None:
     from mlflow import MlflowClient
 
-    commit = _git_init(project)
+    commit = git_init(project)
     first = _run(project)
     assert (first["decision"], first["version"], first["champion_after"]) == ("promoted", "1", "1")
     registered = json.loads((project / "data/07_model_output/registered_encoder.json").read_text())

@@ -5,7 +5,7 @@ store, failed runs marked FAILED with the error, and nothing written when tracki
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,17 +29,6 @@ TINY = {
 }
 
 
-def _git_init(path: Path) -> str:
-    def git(*args: str) -> str:
-        cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
-        return subprocess.run(cmd, cwd=path, check=True, capture_output=True, text=True).stdout
-
-    git("init", "-q")
-    git("add", "conf", "pyproject.toml")
-    git("commit", "-q", "-m", "project")
-    return git("rev-parse", "HEAD").strip()
-
-
 def _runs(uri: str) -> dict[str, object]:
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("granvit")
@@ -51,8 +40,8 @@ def _artifacts(client: MlflowClient, run_id: str, folder: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_run_tree_of_data_and_training(project: Path) -> None:
-    commit = _git_init(project)
+def test_run_tree_of_data_and_training(project: Path, git_init: Callable[[Path], str]) -> None:
+    commit = git_init(project)
     with KedroSession.create(project_path=project, runtime_params=TINY) as session:
         session.run(pipeline_names=["data", "pretrain"], to_nodes=["train_lm_warmup"])
     assert "MLFLOW_RUN_ID" not in os.environ and "MLFLOW_TRACKING_URI" not in os.environ
