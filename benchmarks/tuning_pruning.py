@@ -8,7 +8,8 @@ then runs two studies with the same TPE seed and search space (conf/base/paramet
 stage 1 only): one with `--pruner`, one with none. Trials train in this process
 (`objective.in_process`), so both searches pay the same per-trial setup. Prints, per search:
 training steps taken (the compute measure: every step of a preset costs about the same), wall
-time, trial states and the best value; then the steps saved (goal: >= 40%). The same seed does
+time, trial states and the best value (validation loss, `objective.score`); then the steps saved
+(goal: >= 40%). The same seed does
 not give the same trials after the first pruning: TPE sees pruned trials too.
 """
 
@@ -50,7 +51,8 @@ def prepare(root: Path, images: int, warmup_steps: int, preset: str) -> dict:
         training={**base["common"]["training"], "precision": "fp32", "log_every": 1000},
         recipe=recipe,
     )
-    shards = write_demo_shards(root / "shards", n_images=images)
+    shards = write_demo_shards(root / "shards", n_images=images,
+                               split_fractions={"train": 0.8, "val": 0.2, "test": 0.0})  # fmt: skip
     tokenizer = fit_tokenizer(shards, "train", PromptTemplates(**recipe["prompts"]), 2048)
     tokenizer.save_pretrained(root / "tokenizer")
     warm = StageParams(**base["lm_warmup"])
@@ -71,6 +73,7 @@ def search(root: Path, inputs: dict, args: argparse.Namespace, pruner: str) -> d
                          "n_warmup_steps": args.report_every}  # fmt: skip
     params["objective"] |= {"stages": ["stage1"], "max_steps": {"stage1": args.steps},
                             "report_every": args.report_every, "in_process": True}  # fmt: skip
+    params["objective"]["score"] |= {"device": "cpu"}  # val_loss on the first 128 val images
     cfg = TuneConfig.model_validate(params)
     study = open_study(cfg.study, cfg.pruner)
     objective = StageObjective(
@@ -94,7 +97,7 @@ def main() -> None:
     parser.add_argument("--report-every", type=int, default=5)
     parser.add_argument("--startup", type=int, default=3)  # median pruner's n_startup_trials
     parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=400)  # 80% train, 20% val
     parser.add_argument("--lm-warmup-steps", type=int, default=60)
     parser.add_argument("--preset", default="demo", help="demo (conf overrides) or tiny")
     parser.add_argument("--seed", type=int, default=0)

@@ -39,6 +39,7 @@ from granvit_pipeline.tracking import (
     TrackingConfig,
     TrackingSettings,
     data_version,
+    dvc_lock_tags,
     git_tags,
     kedro_params,
     metric_values,
@@ -127,6 +128,7 @@ def _run_tags(run_params: dict[str, Any], env: str, root: Path) -> dict[str, str
         "kedro.session_id": str(run_params.get("run_id")),
         "kedro.version": str(run_params.get("kedro_version")),
         **git_tags(root),
+        **dvc_lock_tags(root),  # the data versions, next to the code version
     }
     with contextlib.suppress(KeyError, OSError):  # no passwd entry (some containers)
         tags["mlflow.user"] = getpass.getuser()

@@ -78,7 +78,8 @@ def test_pretrain_then_adapt_on_the_tiny_preset(project: Path) -> None:
     results = {s: json.loads((models / f"{s}_result.json").read_text()) for s in
                ("lm_warmup", "stage1", "stage2")}  # fmt: skip
     for stage, result in results.items():
-        assert result["steps"] == 2 and Path(result["export_dir"]) == models / stage / "export"
+        # relative to the project root: pulled into another checkout, the DVC outs still work
+        assert result["steps"] == 2 and result["export_dir"] == f"data/06_models/{stage}/export"
         assert result["final_metrics"]["step"] == 2 and result["wall_time_s"] > 0
         assert (models / stage / "export" / "config.json").is_file()  # HF encoder
     stage1 = results["stage1"]

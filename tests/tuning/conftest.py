@@ -33,12 +33,15 @@ def tiny_common(output_root: Path) -> CommonParams:
 
 @pytest.fixture(scope="session")
 def tiny_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Shards, tokenizer dir and an lm_warmup export (2 steps), shared by the tuning tests."""
+    """Shards (train + val), tokenizer dir and an lm_warmup export (2 steps), shared by the tuning
+    tests."""
     from granvit_pipeline.model.prompts import PromptTemplates
     from granvit_pipeline.training.engine import train
 
     root = tmp_path_factory.mktemp("tune_inputs")
-    shards = write_demo_shards(root / "shards", n_images=16)
+    # A val split: trials are scored on it.
+    shards = write_demo_shards(root / "shards", n_images=24,
+                               split_fractions={"train": 0.7, "val": 0.3, "test": 0.0})  # fmt: skip
     common = tiny_common(root / "models")
     prompts = PromptTemplates(**common.recipe["prompts"])
     tokenizer = fit_tokenizer(shards, "train", prompts, vocab_size=1024)

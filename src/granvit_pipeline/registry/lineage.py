@@ -35,6 +35,8 @@ RUN_TAGS = {
     "kedro.env": "kedro.env",
     "kedro.session_id": "kedro.session_id",
 }
+# Run tags copied as they are: the DVC hashes of the data in dvc.lock (tracking.provenance).
+RUN_TAG_PREFIXES = ("dvc.",)
 
 
 def params_digest(params: Mapping[str, Any]) -> str:
@@ -60,10 +62,12 @@ def report_tags(report: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run_lineage(client: Any, run_id: str) -> dict[str, str]:
-    """Provenance from the run: git, Kedro, and the ids of the runs of the same ``kedro run``."""
+    """Provenance from the run: git, DVC data hashes, Kedro, and the ids of the runs of the same
+    ``kedro run``."""
     run = client.get_run(run_id)
     run_tags = run.data.tags
     tags = {ours: run_tags[theirs] for theirs, ours in RUN_TAGS.items() if theirs in run_tags}
+    tags.update({k: v for k, v in run_tags.items() if k.startswith(RUN_TAG_PREFIXES)})
     tags[TAG_RUN_ID] = run_id
     parent = run_tags.get("mlflow.parentRunId")
     if parent:

@@ -21,7 +21,7 @@ from granvit_pipeline.tracking.params import (
     metric_values,
     redact_uri,
 )
-from granvit_pipeline.tracking.provenance import data_version, git_tags
+from granvit_pipeline.tracking.provenance import data_version, dvc_lock_tags, git_tags
 from granvit_pipeline.tracking.runs import RunTracker
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "TrackingConfig",
     "TrackingSettings",
     "data_version",
+    "dvc_lock_tags",
     "flatten_params",
     "git_tags",
     "is_secret_key",

@@ -70,6 +70,21 @@ class TrainingStopped(TrainingError):
     """`stop_after_step` was reached: the run exits as if killed (for resume tests, debugging)."""
 
 
+class StopRequested(TrainingError):
+    """A rank-0 callback stops the run after ``step``; nothing is exported.
+
+    Raised by a callback's ``on_step`` on rank 0; the loop hands the decision to every rank
+    (``loop.agree_on_stop``), so all ranks leave after the same step and the entry point exits
+    with ``exit_code`` on each of them.
+    """
+
+    exit_code = 1
+
+    def __init__(self, step: int, message: str):
+        self.step = step
+        super().__init__(message)
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """CUDA OOM, or a CPU allocator failure."""
     if isinstance(err, torch.OutOfMemoryError):

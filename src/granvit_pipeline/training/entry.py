@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from granvit_pipeline.training.callbacks import TrainingError, TrainingStopped
+from granvit_pipeline.training.callbacks import StopRequested, TrainingError, TrainingStopped
 from granvit_pipeline.training.checkpoint import CheckpointError
 from granvit_pipeline.training.config import read_run_config
 from granvit_pipeline.training.engine import train
-from granvit_pipeline.tuning.pruning import EXIT_PRUNED, PruneRequested, PruningCallback
+from granvit_pipeline.tuning.pruning import PruningCallback
 
 if TYPE_CHECKING:
     from granvit_pipeline.tracking.callback import MlflowCallback
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     callbacks = [*tracking_callbacks(rank), *pruning_callbacks(rank)]
     try:
         result = train(cfg, callbacks)
-    except PruneRequested as err:
-        logger.info("%s", err)
-        return EXIT_PRUNED
+    except StopRequested as err:  # a pruned trial (every rank: rank 0 decided)
+        logger.log(logging.INFO if rank == 0 else logging.WARNING, "rank %d: %s", rank, err)
+        return err.exit_code
     except TrainingStopped as err:
         logger.warning("%s", err)
         return EXIT_STOPPED

@@ -24,9 +24,15 @@ logger = logging.getLogger(__name__)
 
 
 def write_demo_shards(
-    out_dir: Path, n_images: int, seed: int = 0, max_images_per_shard: int = 8, **demo: Any
+    out_dir: Path,
+    n_images: int,
+    seed: int = 0,
+    max_images_per_shard: int = 8,
+    split_fractions: dict[str, float] | None = None,
+    **demo: Any,
 ) -> Path:
-    """Generate ``n_images`` demo images (all in the train split) and shard them into ``out_dir``.
+    """Generate ``n_images`` demo images (all in the train split unless ``split_fractions``
+    says otherwise) and shard them into ``out_dir``.
 
     The rendered PNGs go to ``<out_dir>.images/``; ``demo`` overrides other ``DemoConfig`` fields.
     """
@@ -40,7 +46,8 @@ def write_demo_shards(
         records.append((f"image {len(records)}", item.record))
     batches = map_jsonl_records(
         records, source="demo", images_dir=images_dir, file_label="demo",
-        quarantine=Quarantine(), split_fractions={"train": 1.0, "val": 0.0, "test": 0.0},
+        quarantine=Quarantine(),
+        split_fractions=split_fractions or {"train": 1.0, "val": 0.0, "test": 0.0},
     )  # fmt: skip
     cfg = ShardConfig(max_images_per_shard=max_images_per_shard, workers=1)
     write_shards(plan_shards(batches, cfg), out_dir, cfg)

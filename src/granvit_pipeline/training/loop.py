@@ -2,7 +2,8 @@
 
 One optimizer step = `grad_accum_steps` micro-batches, each `engine.backward` + `engine.step`
 (DeepSpeed steps the optimizer, clips and advances the LR schedule at the accumulation boundary).
-Metrics of a step are averaged over micro-batches and ranks (one all-reduce per step).
+Metrics of a step are averaged over micro-batches and ranks (one all-reduce per step); rank 0's
+callbacks may stop the run, and every rank learns it the same step (one broadcast per step).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from granvit_pipeline.training import checkpoint
 from granvit_pipeline.training.callbacks import (
     NonFiniteLossError,
+    StopRequested,
     TrainCallback,
     TrainingStopped,
     is_out_of_memory,
@@ -197,9 +199,13 @@ def _progress(ctx: RunContext) -> tqdm:
     )
 
 
-def _report(ctx, step, metrics, writer, bar, callbacks: list[TrainCallback]) -> None:
+def _report(
+    ctx, step, metrics, writer, bar, callbacks: list[TrainCallback]
+) -> StopRequested | None:
+    """Rank 0: metrics file, progress bar, log line, callbacks; a callback's stop request is
+    returned (not raised) so that every rank can learn of it first."""
     if ctx.rank != 0:
-        return
+        return None
     writer.write(metrics)
     bar.update(1)
     bar.set_postfix(loss=f"{metrics['loss']:.4g}", lr=f"{metrics['lr']:.3g}", refresh=False)
@@ -213,8 +219,29 @@ def _report(ctx, step, metrics, writer, bar, callbacks: list[TrainCallback]) -> 
             metrics["grad_norm"],
             metrics["samples_per_s"],
         )
-    for callback in callbacks:
-        callback.on_step(step, metrics)
+    try:
+        for callback in callbacks:
+            callback.on_step(step, metrics)
+    except StopRequested as stop:
+        return stop
+    return None
+
+
+def agree_on_stop(ctx: RunContext, step: int, stop: StopRequested | None) -> StopRequested | None:
+    """Rank 0's stop decision on every rank (a broadcast each step; collective on all ranks).
+
+    Without it, rank 0 leaving alone would strand the others in the next step's collectives
+    until the launcher kills them. Other ranks get a ``StopRequested`` with rank 0's exit code.
+    """
+    if ctx.world_size == 1:
+        return stop
+    code = torch.tensor([stop.exit_code if stop else 0], dtype=torch.int64, device=ctx.device)
+    dist.broadcast(code, src=0)
+    if ctx.rank == 0 or not code.item():
+        return stop
+    remote = StopRequested(step, f"rank 0 stopped the run after step {step}")
+    remote.exit_code = int(code.item())
+    return remote
 
 
 def run(ctx: RunContext, callbacks: list[TrainCallback], metrics_path: Path):
@@ -227,7 +254,9 @@ def run(ctx: RunContext, callbacks: list[TrainCallback], metrics_path: Path):
         for step in range(ctx.start_step + 1, cfg.steps + 1):
             metrics = train_step(ctx, step)
             final_loss = metrics["loss"]
-            _report(ctx, step, metrics, writer, bar, callbacks)
+            stop = agree_on_stop(ctx, step, _report(ctx, step, metrics, writer, bar, callbacks))
+            if stop is not None:
+                raise stop
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 last_ckpt = _checkpoint(ctx, step)
                 for callback in callbacks:

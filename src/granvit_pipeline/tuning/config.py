@@ -81,17 +81,41 @@ class StudyConfig(BaseModel):
     max_retry: int = Field(default=1, ge=0)
 
 
+# Trial scores on the validation split and the direction each one is optimised in.
+SCORE_DIRECTIONS = {
+    "val_loss": "minimize",  # answer-token cross-entropy of the last stage's tasks
+    "caption2bbox/acc@0.5": "maximize",  # needs stage2 (the model that outputs boxes)
+    "caption2bbox/mean_iou": "maximize",
+}
+
+
+class ScoreConfig(BaseModel):
+    """How a finished trial is scored: its last stage's export on held-out data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal["val_loss", "caption2bbox/acc@0.5", "caption2bbox/mean_iou"] = "val_loss"
+    split: Literal["train", "val", "test"] = "val"
+    max_images: int | None = Field(default=128, gt=0)  # first N images of the split (shard
+    #                                                     order: the same images every trial)
+    batch_size: int = Field(default=32, gt=0)
+    device: str = "auto"  # where the tuning process scores: auto | cpu | cuda
+
+
 class ObjectiveConfig(BaseModel):
-    """What one trial trains, and how it is scored."""
+    """What one trial trains, what it reports while training, and how it is scored."""
 
     model_config = ConfigDict(extra="forbid")
 
     stages: list[Literal["stage1", "stage2"]] = Field(default_factory=lambda: ["stage1"])
     max_steps: dict[str, int] = Field(default_factory=lambda: {"stage1": 60, "stage2": 60})
     split: Literal["train", "val", "test"] = "train"  # the data subset trials train on
-    metric: str = "loss"  # a metrics.jsonl key of the last stage
-    score_window: int = Field(default=5, gt=0)  # score: mean of the metric over the last steps
+    # Intermediate values for the pruner: this metrics.jsonl key (lower is better), averaged
+    # over `report_every` steps. loss_caption, not loss: loss adds lambda_distill * loss_distill,
+    # so trials with different lambdas would not be comparable.
+    report_metric: str = "loss_caption"
     report_every: int = Field(default=5, gt=0)  # steps between intermediate values
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
     in_process: bool = False  # train in this process (tests; one trial at a time, no deepspeed
     #                           launcher, num_processes must be 1)
     keep_outputs: bool = False  # keep each trial's output dir (checkpoints, export)
@@ -103,6 +127,11 @@ class ObjectiveConfig(BaseModel):
         missing = [s for s in self.stages if s not in self.max_steps]
         if missing:
             raise ValueError(f"max_steps lacks {missing}")
+        if self.score.metric.startswith("caption2bbox/") and "stage2" not in self.stages:
+            raise ValueError(
+                f"score.metric {self.score.metric} scores box outputs, which only stage2 "
+                "trains: add stage2 to stages or score val_loss"
+            )
         return self
 
 
@@ -121,6 +150,12 @@ class TuneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_space(self) -> TuneConfig:
+        metric = self.objective.score.metric
+        if self.study.direction != SCORE_DIRECTIONS[metric]:
+            raise ValueError(
+                f"study.direction is {self.study.direction} but objective.score.metric {metric} "
+                f"is to {SCORE_DIRECTIONS[metric]}"
+            )
         unused = sorted(n for n, p in self.space.items() if p.stage not in self.objective.stages)
         if unused:
             raise ValueError(f"space {unused} target stages the objective does not train")

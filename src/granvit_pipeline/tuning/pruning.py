@@ -4,15 +4,14 @@ The tuning node starts training in child processes (``training.launch``); it nam
 the environment (``GRANVIT_OPTUNA_TRIAL``: storage URL, study, trial id, pruner, reporting
 settings, as JSON; not part of the run config, so not of any fingerprint), and
 ``training.entry`` attaches a ``PruningCallback`` on rank 0. Every ``report_every`` steps the
-callback reports the mean of ``metric`` over those steps (``trial.report``) and asks the pruner
+callback reports the mean of ``metric`` over those steps (``trial.report``; negated when the
+study maximizes, so that the pruner compares in the study's direction) and asks the pruner
 (``trial.should_prune``); when pruned it raises ``PruneRequested``: the engine stops without an
 export, the entry point exits with ``EXIT_PRUNED``, and the node raises ``optuna.TrialPruned``.
 
-Several ranks: callbacks run on rank 0 only, so rank 0 decides. Its exit with ``EXIT_PRUNED``
-makes the DeepSpeed launcher stop the other ranks and exit with the same status (its
-``launch.py`` terminates the survivors when one rank fails). ``agree_on_stop`` is the
-collective version (rank 0's flag broadcast to every rank) for a loop that calls it on all
-ranks.
+Several ranks: callbacks run on rank 0 only, so rank 0 reports and decides; the training loop
+broadcasts its decision after every step (``training.loop.agree_on_stop``), so every rank stops
+after the same step and exits with ``EXIT_PRUNED`` (no rank is killed mid-collective).
 
 This module imports Optuna only when a callback is built from the environment.
 """
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from granvit_pipeline.training.callbacks import TrainingError, TrainResult
+from granvit_pipeline.training.callbacks import StopRequested, TrainingError, TrainResult
 
 ENV_TRIAL = "GRANVIT_OPTUNA_TRIAL"
 EXIT_PRUNED = 76  # training.entry's status for a pruned trial (75 is stop_after_step)
@@ -34,12 +33,14 @@ EXIT_PRUNED = 76  # training.entry's status for a pruned trial (75 is stop_after
 Reporter = Callable[[float, int], bool]  # (value, step) -> should prune
 
 
-class PruneRequested(TrainingError):
+class PruneRequested(StopRequested):
     """The pruner stopped this trial at ``step``; nothing was exported."""
 
+    exit_code = EXIT_PRUNED
+
     def __init__(self, step: int, value: float):
-        self.step, self.value = step, value
-        super().__init__(f"trial pruned at step {step} (intermediate value {value:.5g})")
+        self.value = value
+        super().__init__(step, f"trial pruned at step {step} (intermediate value {value:.5g})")
 
 
 @dataclass
@@ -50,9 +51,10 @@ class TrialLink:
     study_name: str
     trial_id: int
     pruner: dict[str, Any] = field(default_factory=dict)  # tuning.config.PrunerConfig fields
-    metric: str = "loss"
+    metric: str = "loss_caption"
     report_every: int = 5
     step_offset: int = 0  # steps of earlier stages of the same trial
+    sign: float = 1.0  # -1 when the study maximizes (the metric is a loss: lower is better)
 
     def to_env(self) -> dict[str, str]:
         return {ENV_TRIAL: json.dumps(asdict(self))}
@@ -94,10 +96,10 @@ def link_reporter(link: TrialLink) -> Reporter:
 class PruningCallback:
     """A ``TrainCallback`` (rank 0): intermediate values to a trial; raise when pruned."""
 
-    def __init__(self, reporter: Reporter, metric: str = "loss", report_every: int = 5,
-                 step_offset: int = 0):  # fmt: skip
+    def __init__(self, reporter: Reporter, metric: str = "loss_caption", report_every: int = 5,
+                 step_offset: int = 0, sign: float = 1.0):  # fmt: skip
         self.reporter, self.metric = reporter, metric
-        self.report_every, self.step_offset = report_every, step_offset
+        self.report_every, self.step_offset, self.sign = report_every, step_offset, sign
         self.window: list[float] = []
         self.reported: list[tuple[int, float]] = []  # (trial step, value)
 
@@ -106,7 +108,7 @@ class PruningCallback:
         link = TrialLink.from_env(env)
         if link is None:
             return None
-        return cls(link_reporter(link), link.metric, link.report_every, link.step_offset)
+        return cls(link_reporter(link), link.metric, link.report_every, link.step_offset, link.sign)
 
     def on_train_start(self, run_config: dict[str, Any]) -> None:
         self.window.clear()
@@ -119,7 +121,7 @@ class PruningCallback:
         self.window.append(float(metrics[self.metric]))
         if step % self.report_every:
             return
-        value = sum(self.window) / len(self.window)
+        value = self.sign * sum(self.window) / len(self.window)
         self.window.clear()
         trial_step = self.step_offset + step
         self.reported.append((trial_step, value))
@@ -134,17 +136,3 @@ class PruningCallback:
 
     def close(self) -> None:
         pass
-
-
-def agree_on_stop(stop: bool) -> bool:
-    """Rank 0's decision on every rank (a broadcast; collective: call it on all ranks)."""
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return stop
-    flag = torch.tensor([1 if stop else 0], dtype=torch.int32)
-    if dist.get_backend() == "nccl":
-        flag = flag.cuda()
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())

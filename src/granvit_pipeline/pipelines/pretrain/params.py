@@ -52,6 +52,18 @@ class StageParams(BaseModel):
     recipe: dict[str, Any] = Field(default_factory=dict)
 
 
+def project_relative(path: Path | str) -> Path:
+    """``path`` relative to the working directory when inside it, else absolute.
+
+    Run configs and ``*_result.json`` are DVC outs: pulled into another clone or worktree,
+    absolute paths would name the machine that wrote them. ``kedro run`` (and so ``dvc
+    repro``) runs in the project root, and the training processes inherit that working
+    directory (``training.launcher``), so relative paths resolve wherever the project is.
+    """
+    resolved, cwd = Path(path).resolve(), Path.cwd().resolve()
+    return resolved.relative_to(cwd) if resolved.is_relative_to(cwd) else resolved
+
+
 def train_config(
     stage: str,
     common: CommonParams,
@@ -61,15 +73,15 @@ def train_config(
     init_from: Path | None,
     run_name: str | None = None,
 ) -> TrainConfig:
-    """The validated TrainConfig of ``stage`` (paths made absolute for the child processes),
-    training in ``<output_root>/<run_name or stage>/``."""
+    """The validated TrainConfig of ``stage``, training in ``<output_root>/<run_name or
+    stage>/``; its paths are relative to the project root (``project_relative``)."""
     recipe_args = {
         **common.recipe,
         **params.recipe,
         "stage": stage,
-        "shards_dir": str(Path(shards_dir).resolve()),
-        "tokenizer_dir": str(Path(tokenizer_dir).resolve()),
-        "init_from": None if init_from is None else str(Path(init_from).resolve()),
+        "shards_dir": str(project_relative(shards_dir)),
+        "tokenizer_dir": str(project_relative(tokenizer_dir)),
+        "init_from": None if init_from is None else str(project_relative(init_from)),
     }
     GranViTArgs.model_validate(recipe_args)  # the error names the recipe field
     values = {**common.training, **params.training}
@@ -77,7 +89,7 @@ def train_config(
         {
             **values,
             "recipe": RECIPE,
-            "output_dir": (common.output_root / (run_name or stage)).resolve(),
+            "output_dir": project_relative(common.output_root / (run_name or stage)),
             "recipe_args": recipe_args,
         }
     )

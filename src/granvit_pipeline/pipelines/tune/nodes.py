@@ -33,6 +33,12 @@ def tune_stages(
     summary (best trial included) and the best values as a parameters tree for ``pretrain`` /
     ``adapt`` (empty when no trial completed)."""
     cfg = TuneConfig.model_validate(params)
+    score_split = cfg.objective.score.split
+    if shards.manifest["splits"].get(score_split, {}).get("images", 0) == 0:
+        raise ValueError(
+            f"tune.objective.score.split {score_split!r} has no images in {shards.path}/"
+            "manifest.json: score trials on a split that has data"
+        )
     root = Path.cwd()  # the project root under `kedro run`
     study = open_study(cfg.study, cfg.pruner, root)
     runs = TrialRuns.from_env()

@@ -4,10 +4,14 @@ Each trial trains in ``<output_root>/<study>/trial_NNNN/<stage>/`` from ``lm_war
 on ``objective.split`` for ``objective.max_steps[stage]`` steps, always from scratch
 (``resume_from: none``: a retried trial starts over). Training runs in child processes
 (``training.launch``; the trial travels in ``GRANVIT_OPTUNA_TRIAL``, the trial's MLflow run in
-``MLFLOW_RUN_ID``), or in this process with ``objective.in_process`` (tests). Intermediate values
-are ``objective.metric`` averaged over ``report_every`` steps, numbered across stages (stage 2's
-first step follows stage 1's last). The score is the metric's mean over the last
-``score_window`` steps of the last stage.
+``MLFLOW_RUN_ID``), or in this process with ``objective.in_process`` (tests).
+
+Intermediate values (what the pruner sees) are the training metric ``objective.report_metric``
+averaged over ``report_every`` steps, numbered across stages (stage 2's first step follows stage
+1's last), negated when the study maximizes. The trial's value is ``objective.score``: the last
+stage's export scored on held-out data (``val_loss``: answer-token cross-entropy of that stage's
+task mix; ``caption2bbox/acc@0.5`` or ``/mean_iou``: greedy-decoded boxes), on the first
+``score.max_images`` images of ``score.split``, the same images for every trial.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from granvit_pipeline.evaluation.loss import validation_loss
+from granvit_pipeline.evaluation.regions import evaluate_regions
 from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams, train_config
+from granvit_pipeline.regions.shards import ShardDataset
 from granvit_pipeline.training.config import TrainConfig
 from granvit_pipeline.tuning.config import TuneConfig
 from granvit_pipeline.tuning.pruning import (
@@ -37,6 +45,7 @@ from granvit_pipeline.tuning.tracking import TrialRuns
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
+RUN_CONFIG = "run_config.json"
 
 
 def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
@@ -98,7 +107,7 @@ class StageObjective:
                 finally:
                     steps += len(read_metrics(cfg.output_dir))
                 init_from, offset = cfg.output_dir / "export", offset + cfg.steps
-            value = self._score(cfg.output_dir)
+            value = self._score(cfg)
             state = "complete"
             return value
         except PruneRequested as err:
@@ -117,13 +126,15 @@ class StageObjective:
         if obj.in_process:
             from granvit_pipeline.training.engine import train
 
-            callback = PruningCallback(trial_reporter(trial), obj.metric, obj.report_every, offset)
+            callback = PruningCallback(
+                trial_reporter(trial), obj.report_metric, obj.report_every, offset, self.sign
+            )
             return train(cfg, [callback])
         from granvit_pipeline.training.launcher import TrainingProcessError, launch
 
         link = TrialLink(
             self.storage_url, trial.study.study_name, trial._trial_id,
-            self.cfg.pruner.model_dump(), obj.metric, obj.report_every, offset,
+            self.cfg.pruner.model_dump(), obj.report_metric, obj.report_every, offset, self.sign,
         )  # fmt: skip
         env = {**link.to_env(), **(self.runs.env(run_id) if self.runs and run_id else {})}
         try:
@@ -132,12 +143,29 @@ class StageObjective:
             if err.returncode != EXIT_PRUNED:
                 raise
             done = read_metrics(cfg.output_dir)
-            last = done[-1].get(obj.metric, float("nan")) if done else float("nan")
+            last = done[-1].get(obj.report_metric, float("nan")) if done else float("nan")
             raise PruneRequested(offset + len(done), last) from err
 
-    def _score(self, output_dir: Path) -> float:
-        obj = self.cfg.objective
-        rows = [r for r in read_metrics(output_dir) if obj.metric in r][-obj.score_window :]
-        if not rows:
-            raise RuntimeError(f"{output_dir}: no {obj.metric!r} in {METRICS}")
-        return sum(float(r[obj.metric]) for r in rows) / len(rows)
+    @property
+    def sign(self) -> float:
+        """Intermediate values are losses: negated when the study maximizes its score."""
+        return -1.0 if self.cfg.study.direction == "maximize" else 1.0
+
+    def _score(self, cfg: TrainConfig) -> float:
+        """``objective.score`` of the stage that ``cfg`` trained (its export, its prompts)."""
+        from granvit_pipeline.evaluation.loading import load_trained
+        from granvit_pipeline.training.granvit_recipe import GranViTArgs
+
+        score = self.cfg.objective.score
+        trained = load_trained(cfg.output_dir / "export", cfg.output_dir / RUN_CONFIG, score.device)
+        samples = islice(ShardDataset(self.shards_dir, score.split), score.max_images)
+        if score.metric == "val_loss":
+            tasks = GranViTArgs.model_validate(cfg.recipe_args).task_weights()
+            result = validation_loss(trained, samples, tasks, score.batch_size, cfg.seed)
+        else:
+            result = evaluate_regions(
+                trained.model, trained.tokenizer, samples, trained.prompts,
+                batch_size=score.batch_size, tasks=("caption2bbox",),
+                precision=trained.box_precision,
+            )  # fmt: skip
+        return float(result[score.metric])
