@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,11 +148,16 @@ def test_serve_command_points_the_remote_at_the_server(tmp_path):
          "--port", str(port), "--data-dir", str(tmp_path / "s3")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    lines: list[str] = []  # read on a thread: the pipe must not fill, the test must not block
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "s3" / "granvit-dvc").is_dir():  # the remote's bucket
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        # Its last line before it waits for Ctrl-C: the bucket exists, the remote points at it.
+        while not any("Ctrl-C stops it" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
+        assert (tmp_path / "s3" / "granvit-dvc").is_dir()  # the remote's bucket
         _, s3 = remote_settings(root, "s3")
         assert s3["endpointurl"] == f"http://127.0.0.1:{port}"
         creds = resolve_credentials(root, s3, {})  # generated, in .dvc/config.local
@@ -159,6 +165,13 @@ def test_serve_command_points_the_remote_at_the_server(tmp_path):
         ensure_bucket("granvit-dvc", creds, s3["endpointurl"])
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("serve did not stop within 60 s of Ctrl-C:\n" + "".join(lines))
+        finally:
+            reader.join(timeout=5)
+    output = "".join(lines)
     assert proc.returncode == 0, output
     assert creds.aws_secret_access_key.get_secret_value() not in output
