@@ -147,6 +147,8 @@ def test_serve_command_points_the_remote_at_the_server(tmp_path):
         [sys.executable, "-m", "granvit_pipeline.storage", "--project-root", str(root), "serve",
          "--port", str(port), "--data-dir", str(tmp_path / "s3")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As if started in the background by a script: SIGINT inherited ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     lines: list[str] = []  # read on a thread: the pipe must not fill, the test must not block
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def _ensure_bucket(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) stop the server cleanly.
+
+    Set explicitly: a process started in the background by a non-interactive shell inherits
+    SIGINT *ignored*, and Python then never raises KeyboardInterrupt, so Ctrl-C would not stop it.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _serve(args: argparse.Namespace) -> int:
     name, remote = remote_settings(args.project_root, args.remote)
     try:
@@ -49,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
             access_key_id=credentials.aws_access_key_id,
             secret_access_key=credentials.aws_secret_access_key.get_secret_value(),
         )
+    stop_on_signals()
     server = RcloneS3Server(args.data_dir.resolve(), credentials, port=args.port).start()
     try:
         set_local_remote_settings(args.project_root, name, endpointurl=server.endpoint_url)
