@@ -22,10 +22,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from granvit_pipeline.training.config import RUN_CONFIG
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-RUN_CONFIG_FILE = "run_config.json"
 LOSS_PREFIX = "loss"  # loss, loss_caption, loss_distill, ...
 MAX_STAGES = 16  # a lineage longer than this is a cycle
 
@@ -63,7 +64,7 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
 
 
 def _run_config(output_dir: Path) -> Mapping[str, Any]:
-    path = output_dir / RUN_CONFIG_FILE
+    path = output_dir / RUN_CONFIG
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 AUTO = "auto"
+RUN_CONFIG = "run_config.json"  # in a run's output_dir: TrainConfig + resolved DeepSpeed config
 ADAM_FAMILY = {"adam", "adamw"}
 
 

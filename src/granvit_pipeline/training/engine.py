@@ -39,6 +39,7 @@ from deepspeed.accelerator import get_accelerator
 from granvit_pipeline.training import checkpoint, loop
 from granvit_pipeline.training.callbacks import TrainCallback, TrainingError, TrainResult
 from granvit_pipeline.training.config import (
+    RUN_CONFIG,
     TrainConfig,
     load_template,
     resolve_deepspeed_config,
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 DONE = "DONE"
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
-RUN_CONFIG = "run_config.json"
 
 
 @dataclass

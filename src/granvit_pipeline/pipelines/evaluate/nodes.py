@@ -31,11 +31,11 @@ from granvit_pipeline.reporting.browser import BrowserError, find_chromium, open
 from granvit_pipeline.reporting.curves import stage_lineage
 from granvit_pipeline.reporting.examples import pick_examples
 from granvit_pipeline.reporting.html import render_report
+from granvit_pipeline.training.config import RUN_CONFIG
 
 logger = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-RUN_CONFIG = "run_config.json"  # written by the training engine into the stage's output_dir
 SCREENSHOT = "run_report.png"  # the file in the evaluation_report_screenshot folder
 
 

@@ -30,7 +30,7 @@ from granvit_pipeline.evaluation.loss import validation_loss
 from granvit_pipeline.evaluation.regions import evaluate_regions
 from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams, train_config
 from granvit_pipeline.regions.shards import ShardDataset
-from granvit_pipeline.training.config import TrainConfig
+from granvit_pipeline.training.config import RUN_CONFIG, TrainConfig
 from granvit_pipeline.tuning.config import TuneConfig
 from granvit_pipeline.tuning.pruning import (
     EXIT_PRUNED,
@@ -45,7 +45,6 @@ from granvit_pipeline.tuning.tracking import TrialRuns
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
-RUN_CONFIG = "run_config.json"
 
 
 def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
