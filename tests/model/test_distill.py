@@ -79,3 +79,11 @@ def test_teacher_survives_deepcopy_and_state_dict(tiny_model: GranViT) -> None:
     clone.load_state_dict(teacher.state_dict())
     pixels = torch.randn(1, 3, tiny_model.image_size, tiny_model.image_size)
     torch.testing.assert_close(clone.encode(pixels), teacher.encode(pixels))
+
+
+def test_bf16_crop_uses_the_exact_float32_box() -> None:
+    pixels = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+    box, index = torch.tensor([[301.0, 141.0, 397.0, 203.0]]), torch.tensor([0])
+    crop = crop_boxes(pixels.to(torch.bfloat16), box, index, size=16)
+    exact = crop_boxes(pixels.to(torch.bfloat16).float(), box, index, size=16)
+    torch.testing.assert_close(crop, exact.to(torch.bfloat16), rtol=0, atol=0)

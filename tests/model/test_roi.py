@@ -50,3 +50,14 @@ def test_wrong_inputs_raise() -> None:
         roi_features(feats, torch.tensor([[0.0, 0, 8, 8]]), torch.tensor([1]), (4, 4), 32, 1)
     with pytest.raises(ValueError, match="grid"):
         roi_features(feats, torch.tensor([[0.0, 0, 8, 8]]), torch.tensor([0]), (4, 5), 32, 1)
+
+
+def test_bf16_features_pool_at_the_exact_float32_box() -> None:
+    # 512 px input, 32 x 32 grid of 16 px patches; bf16 would round x1 = 301 px to 300 px.
+    feats = torch.randn(1, 32 * 32, 8, generator=torch.Generator().manual_seed(0))
+    feats = feats.to(torch.bfloat16)
+    box, index = torch.tensor([[301.0, 141.0, 397.0, 203.0]]), torch.tensor([0])
+    out = roi_features(feats, box, index, (32, 32), 512, output_size=2)
+    exact = roi_features(feats.float(), box, index, (32, 32), 512, output_size=2)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, exact.to(torch.bfloat16), rtol=0, atol=0)

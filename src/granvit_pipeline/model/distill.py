@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
-from granvit_pipeline.model.roi import check_boxes, patches_to_map, roi_features
+from granvit_pipeline.model.roi import check_boxes, patches_to_map, roi_align_fp32, roi_features
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +99,7 @@ def crop_boxes(
         ``(K, 3, size, size)`` crops.
     """
     check_boxes(boxes_px, batch_index, pixel_values.shape[0])
-    rois = torch.cat([batch_index.to(pixel_values)[:, None], boxes_px.to(pixel_values)], dim=1)
-    return roi_align(
-        pixel_values, rois, (size, size), spatial_scale=1.0, sampling_ratio=sampling_ratio,
-        aligned=True,
-    )  # fmt: skip
+    return roi_align_fp32(pixel_values, boxes_px, batch_index, size, 1.0, sampling_ratio)
 
 
 def distill_loss(

@@ -69,19 +69,29 @@ def roi_features(
     check_boxes(boxes_xyxy_px, batch_index, patch_features.shape[0])
     if grid[0] != grid[1]:
         raise ValueError(f"roi_features needs a square grid (square encoder input), got {grid}")
-    fmap = patches_to_map(patch_features, grid)
-    rois = torch.cat(
-        [
-            batch_index.to(fmap.dtype)[:, None],
-            boxes_xyxy_px.to(device=fmap.device, dtype=fmap.dtype),
-        ],
-        dim=1,
-    )
-    return roi_align(
-        fmap,
-        rois.to(fmap.device),
-        output_size=(output_size, output_size),
-        spatial_scale=grid[1] / image_size,
-        sampling_ratio=sampling_ratio,
-        aligned=True,
-    )
+    return roi_align_fp32(
+        patches_to_map(patch_features, grid), boxes_xyxy_px, batch_index, output_size,
+        spatial_scale=grid[1] / image_size, sampling_ratio=sampling_ratio,
+    )  # fmt: skip
+
+
+def roi_align_fp32(
+    inputs: Tensor,
+    boxes_xyxy_px: Tensor,
+    batch_index: Tensor,
+    output_size: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+) -> Tensor:
+    """``roi_align`` (``aligned=True``) computed in float32, returned in ``inputs``' dtype.
+
+    roi_align wants boxes in its input's dtype, and bf16 rounds pixel coordinates to 2 px above
+    256 and to 4 px above 512: at the paper's 512 px input that is a quarter patch. So the
+    (small) map and the boxes go through float32 instead.
+    """
+    rois = torch.cat([batch_index.float()[:, None], boxes_xyxy_px.float()], dim=1)
+    pooled = roi_align(
+        inputs.float(), rois.to(inputs.device), output_size=(output_size, output_size),
+        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=True,
+    )  # fmt: skip
+    return pooled.to(inputs.dtype)

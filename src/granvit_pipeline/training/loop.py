@@ -49,12 +49,17 @@ def batch_ids(batch: Batch) -> list[Any]:
     return []
 
 
+# Float tensors that keep float32 under bf16: bf16 rounds pixel coordinates to 2-4 px.
+FULL_PRECISION_KEYS = frozenset({"boxes_px"})
+
+
 def to_device(batch: Batch, device: torch.device, float_dtype: torch.dtype) -> Batch:
-    """Tensors to the engine's device; floating tensors to the compute dtype."""
+    """Tensors to the engine's device; floating tensors (boxes excepted) to the compute dtype."""
     moved = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
-            dtype = float_dtype if value.is_floating_point() else value.dtype
+            cast = value.is_floating_point() and key not in FULL_PRECISION_KEYS
+            dtype = float_dtype if cast else value.dtype
             value = value.to(device=device, dtype=dtype, non_blocking=True)
         moved[key] = value
     return moved
