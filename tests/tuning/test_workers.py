@@ -63,10 +63,8 @@ def test_two_workers_share_a_postgres_study(postgres: str) -> None:
         optuna.delete_study(study_name=name, storage=postgres)
 
 
-def test_study_resumes_after_a_killed_worker(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    markers = tmp_path / "markers"
-    markers.mkdir()
+def _killed_mid_trial(storage: str, markers: Path) -> None:
+    """Start a worker on study ``resume`` and SIGKILL it once its first trial is under way."""
     worker = _worker(storage, "resume", 4, 30.0, {"TUNE_MARKERS": str(markers)})
     try:
         deadline = time.monotonic() + 60
@@ -76,12 +74,23 @@ def test_study_resumes_after_a_killed_worker(tmp_path: Path) -> None:
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    cfg = StudyConfig(name="resume", storage=storage, heartbeat_interval_s=1, grace_period_s=2)
-    study = open_study(cfg, PrunerConfig(type="none"))
+
+
+def _resume_cfg(storage: str) -> StudyConfig:
+    return StudyConfig(name="resume", storage=storage, heartbeat_interval_s=1, grace_period_s=2)
+
+
+def test_study_resumes_after_a_killed_worker(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (markers := tmp_path / "markers").mkdir()
+    _killed_mid_trial(storage, markers)
+    study = open_study(_resume_cfg(storage), PrunerConfig(type="none"))
     [stale] = study.get_trials()
     assert stale.state == TrialState.RUNNING  # left behind by the killed worker
 
-    time.sleep(2.5)  # past the grace period: the trial has no live heartbeat
+    # Past the grace period (2 s): the trial has no live heartbeat. SQLite's CURRENT_TIMESTAMP,
+    # which Optuna stamps heartbeats with, has 1 s resolution: 2.5 s could read as 2 (not stale).
+    time.sleep(3.5)
     assert run_worker(study, objective(0.0), n_trials=4) == 4  # the retry + 3 new ones
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
@@ -89,3 +98,18 @@ def test_study_resumes_after_a_killed_worker(tmp_path: Path) -> None:
     assert len(finished) == 4
     assert finished[0].params == stale.params  # the interrupted trial was retried first
     assert finished[0].system_attrs.get("failed_trial") == stale.number
+
+
+def test_a_worker_restarted_within_the_grace_period_still_fills_the_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (markers := tmp_path / "markers").mkdir()
+    _killed_mid_trial(storage, markers)
+    study = open_study(_resume_cfg(storage), PrunerConfig(type="none"))
+    # At once: the dead trial still counts as under way, so the first round runs 3 trials; it
+    # is stale (> 3 s, SQLite's 1 s resolution included) by the third and re-queued there.
+    assert run_worker(study, objective(1.5), n_trials=4) == 4
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 4
+    assert any(t.system_attrs.get("failed_trial") == 0 for t in finished)  # the retry ran

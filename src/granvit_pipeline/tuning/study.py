@@ -160,8 +160,7 @@ def run_worker(
         with warnings.catch_warnings():  # is failed and re-queued (WAITING)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-    remaining = n_trials - count_trials(study)
-    if remaining <= 0:
+    if count_trials(study) >= n_trials:
         logger.info("study %r already has %d trials: nothing to run", study.study_name, n_trials)
         return 0
     ran = 0
@@ -171,14 +170,24 @@ def run_worker(
         ran += 1
         return objective(trial)
 
-    study.optimize(
-        counted,
-        n_trials=remaining,  # upper bound for this worker; StopAtTotal counts every worker's
-        timeout=timeout_s,
-        callbacks=[StopAtTotal(n_trials)],
-        catch=(),
-        gc_after_trial=True,
-    )
+    # In rounds: a dead worker's trial still inside its grace period counts as under way when a
+    # round starts; once Optuna fails it (before one of our trials), the study is owed a trial.
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while (remaining := n_trials - count_trials(study)) > 0:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        finished = count_trials(study, FINISHED)
+        study.optimize(
+            counted,
+            n_trials=remaining,  # upper bound for this worker; StopAtTotal counts every worker's
+            timeout=left,
+            callbacks=[StopAtTotal(n_trials)],
+            catch=(),
+            gc_after_trial=True,
+        )
+        if count_trials(study, FINISHED) == finished:
+            break  # no trial finished (e.g. every one failed on a NaN): do not spin
     logger.info("study %r: this worker ran %d trial(s)", study.study_name, ran)
     return ran
 
