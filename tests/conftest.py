@@ -64,3 +64,19 @@ def _git_init(path: Path) -> str:
 def git_init() -> Callable[[Path], str]:
     """``git_init(project)`` makes a project copy a git repo with one commit (its hash)."""
     return _git_init
+
+
+POSTGRES = os.environ.get(
+    "GRANVIT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres() -> str:
+    """The PostgreSQL service on 127.0.0.1 (CI has it); skipped where there is none."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        psycopg2.connect(POSTGRES.replace("+psycopg2", "")).close()
+    except psycopg2.OperationalError as err:
+        pytest.skip(f"no PostgreSQL at {POSTGRES}: {err}")
+    return POSTGRES

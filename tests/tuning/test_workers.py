@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from granvit_pipeline.tuning.config import PrunerConfig, StudyConfig
@@ -21,9 +20,6 @@ from tests.tuning.synthetic_worker import objective
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = REPO_ROOT / "tests" / "tuning" / "synthetic_worker.py"
-POSTGRES = os.environ.get(
-    "TUNE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-)
 
 
 def _worker(storage: str, study: str, n_trials: int, seconds: float, env: dict | None = None):
@@ -31,16 +27,6 @@ def _worker(storage: str, study: str, n_trials: int, seconds: float, env: dict |
         [sys.executable, str(WORKER), storage, study, str(n_trials), str(seconds)],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
     )  # fmt: skip
-
-
-@pytest.fixture
-def postgres() -> str:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        psycopg2.connect(POSTGRES.replace("+psycopg2", "")).close()
-    except psycopg2.OperationalError as err:
-        pytest.skip(f"no PostgreSQL at {POSTGRES}: {err}")
-    return POSTGRES
 
 
 def test_two_workers_share_a_postgres_study(postgres: str) -> None:

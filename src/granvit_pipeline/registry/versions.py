@@ -11,8 +11,9 @@ see who moved it and why:
 - model-version tags ``promotion.*``: the gates' decision on that version (promoted or not,
   and why), and ``champion.promoted`` / ``champion.demoted`` / ``champion.restored``.
 
-MLflow has no transactions: two processes promoting the same model at once could interleave.
-The pipeline promotes from one node of one ``kedro run`` at a time.
+MLflow has no transactions: promotions and rollbacks of one model hold its promotion lock
+(:mod:`granvit_pipeline.registry.lock`) from reading the champion to moving the alias, so two
+``register`` runs finishing together take turns and the second compares with the first's result.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from granvit_pipeline.registry.config import PromotionConfig
 from granvit_pipeline.registry.encoder import log_encoder, log_model_metrics
 from granvit_pipeline.registry.gates import Candidate, Decision, decide
 from granvit_pipeline.registry.lineage import candidate_from_tags, report_tags, run_lineage
+from granvit_pipeline.registry.lock import promotion_lock
 from granvit_pipeline.registry.uri import global_tracking_uri
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class ModelRegistry:
         from mlflow import MlflowClient  # `import mlflow` takes seconds: only when used
 
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        # MLflow's own resolution (argument, MLFLOW_REGISTRY_URI, tracking URI): where to lock
+        self.registry_uri: str = self.client._registry_uri
         self.name = name
         self.champion_alias, self.challenger_alias = champion_alias, challenger_alias
 
@@ -202,6 +206,10 @@ class ModelRegistry:
 
     def promote(self, version: str, reason: str, by: str, run_id: str | None = None) -> None:
         """``champion`` -> ``version``, appended to the history."""
+        with promotion_lock(self.registry_uri, self.name):
+            self._promote(version, reason, by, run_id)
+
+    def _promote(self, version: str, reason: str, by: str, run_id: str | None) -> None:
         previous = self.champion()
         change = ChampionChange("promote", version, previous, _now(), by, reason, run_id)
         history = self.history()
@@ -214,6 +222,10 @@ class ModelRegistry:
 
     def rollback(self, reason: str, by: str, to_version: str | None = None) -> ChampionChange:
         """``champion`` back to the previous champion (or to ``to_version``, an earlier one)."""
+        with promotion_lock(self.registry_uri, self.name):
+            return self._rollback(reason, by, to_version)
+
+    def _rollback(self, reason: str, by: str, to_version: str | None) -> ChampionChange:
         current = self.champion()
         history = self.history()
         if current is not None and (not history or history[-1] != current):
@@ -263,6 +275,12 @@ class ModelRegistry:
         self, version: str, config: PromotionConfig, by: str, run_id: str | None = None
     ) -> Decision:
         """Apply the gates to ``version`` vs the champion; move ``champion`` when they pass."""
+        with promotion_lock(self.registry_uri, self.name):
+            return self._promote_if_better(version, config, by, run_id)
+
+    def _promote_if_better(
+        self, version: str, config: PromotionConfig, by: str, run_id: str | None
+    ) -> Decision:
         champion = self.champion()
         if champion == str(version):  # its own promotion tags stay as they were
             decision = Decision(False, champion, notes=[f"v{version} is already the champion"])
@@ -272,7 +290,7 @@ class ModelRegistry:
         decision = decide(challenger, self.candidate(champion) if champion else None, config)
         self.record_decision(version, decision, run_id)
         if decision.promote:
-            self.promote(version, decision.summary(), by, run_id)
+            self._promote(version, decision.summary(), by, run_id)
             logger.info("%s v%s is the new %s: %s", self.name, version, self.champion_alias,
                         decision.summary())  # fmt: skip
         else:
