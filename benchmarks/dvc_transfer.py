@@ -1,6 +1,7 @@
 """DVC push/pull vs plain boto3 against a local S3 server (rclone), for shards and loose images.
 
     .venv/bin/python benchmarks/dvc_transfer.py                        # 20 x 50 MB, 2000 x 8 KB
+    .venv/bin/python benchmarks/dvc_transfer.py --tls                  # over HTTPS, like S3
     .venv/bin/python benchmarks/dvc_transfer.py --shards 8 --shard-mb 32 --images 200 --reps 1
 
 Same bytes, same run, same server (``rclone serve s3``, ``--etag-hash MD5``, data on local
@@ -13,6 +14,14 @@ with the default ``cache.type``). Best of ``--reps`` runs, since the machine is 
 Prints MB/s and DVC/boto3 (goal >= 0.8 for shards) and how much slower loose images move.
 ``s3fs put`` is DVC's own transport without DVC (``S3FileSystem.put`` of the same files, same
 batch size): the ceiling a DVC push can reach, since DVC adds its bookkeeping on top of it.
+
+Plain HTTP (the default) is the worst case for DVC: botocore then signs every payload with
+SHA-256, and s3fs does that (and its copies) in its one event-loop thread while boto3 spreads it
+over its threads. ``--tls`` serves HTTPS with a throw-away self-signed certificate for 127.0.0.1
+(trusted through ``AWS_CA_BUNDLE``), as every real S3 endpoint is: payloads go unsigned there.
+It also sets ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required`` for both clients, since over
+HTTPS botocore otherwise streams uploads aws-chunked with a trailing checksum, which rclone
+refuses (``MissingContentLength``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,57 @@ from granvit_pipeline.storage import RcloneS3Server, ensure_bucket, s3_client
 from granvit_pipeline.storage.dvc_config import set_local_remote_settings
 
 BUCKET = "bench"
+
+
+class TlsRcloneS3Server(RcloneS3Server):
+    """``rclone serve s3`` over HTTPS with the given certificate and key."""
+
+    def __init__(self, data_dir: Path, cert: Path, key: Path) -> None:
+        super().__init__(data_dir)
+        self.cert, self.key = cert, key
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--cert", str(self.cert), "--key", str(self.key)]
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A one-day certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )  # fmt: skip
+    return cert_path, key_path
 
 
 def _write_files(folder: Path, count: int, size: int) -> int:
@@ -150,6 +210,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4 * (os.cpu_count() or 1))  # DVC's default
     parser.add_argument("--reps", type=int, default=3, help="best of this many runs")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed), like S3")
     args = parser.parse_args()
     logging.getLogger("dvc").setLevel(logging.WARNING)
 
@@ -160,7 +221,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dvc_transfer_") as tmp:
         work = Path(tmp)
-        with RcloneS3Server(work / "s3") as server:
+        server = RcloneS3Server(work / "s3")
+        if args.tls:
+            cert, key = _self_signed(work)
+            os.environ["AWS_CA_BUNDLE"] = str(cert)
+            os.environ["AWS_REQUEST_CHECKSUM_CALCULATION"] = "when_required"
+            server = TlsRcloneS3Server(work / "s3", cert, key)
+        with server:
             ensure_bucket(BUCKET, server.credentials, server.endpoint_url)
             common = args.jobs, args.reps
             rows = [
@@ -168,7 +235,9 @@ def main() -> None:
                 run_case("images", work, server, args.images, int(args.image_kb * 1e3), *common),
             ]
 
-    print(f"\nrclone serve s3 on 127.0.0.1, {args.jobs} parallel transfers, best of {args.reps}; "
+    scheme = "HTTPS" if args.tls else "HTTP"
+    print(f"\nrclone serve s3 on 127.0.0.1 ({scheme}), {args.jobs} parallel transfers, "
+          f"best of {args.reps}; "
           f"`dvc` CLI start-up {cli_startup:.1f} s (not in the DVC times)\n")  # fmt: skip
     print(
         "| case | files x size | boto3 up MB/s | DVC push MB/s | push DVC/boto3 | "
