@@ -50,6 +50,7 @@ def test_a_model_that_memorised_the_answers_scores_perfectly(
     assert m["bbox2caption/exact_match"] == 1.0
     assert m["bbox2caption/rouge_l"] == pytest.approx(1.0)
     assert m["caption2bbox/acc@0.5"] == 1.0
+    assert (m["caption2bbox/any_object@0.5"], m["caption2bbox/wrong_object@0.5"]) == (1.0, 0.0)
     assert m["caption2bbox/unparseable_rate"] == 0.0
     assert m["caption2bbox/mean_iou"] > 0.9
 

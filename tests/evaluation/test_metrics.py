@@ -70,6 +70,24 @@ def test_rec_metrics_other_threshold_and_empty_and_mismatch() -> None:
         rec_metrics(["[0.0, 0.0, 1.0, 1.0]"], np.zeros((2, 4)))
 
 
+def test_grounding_split_tells_the_wrong_region_from_no_region() -> None:
+    named, other = [0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.9, 0.9]
+    image = [named, other]
+    preds = [
+        "[0.00, 0.00, 0.20, 0.20]",  # the named region
+        "[0.50, 0.50, 0.90, 0.90]",  # another region of the image: a grounding error
+        "[0.30, 0.00, 0.45, 0.15]",  # on no region: a localisation error
+        "not a box",
+    ]
+    m = rec_metrics(preds, [named] * 4, image_boxes_norm=[image] * 4)
+    assert m["acc@0.5"] == pytest.approx(0.25)
+    assert m["any_object@0.5"] == pytest.approx(0.5)
+    assert m["wrong_object@0.5"] == pytest.approx(0.25)
+    assert "any_object@0.5" not in rec_metrics(preds, [named] * 4)
+    with pytest.raises(ValueError, match="image box lists"):
+        rec_metrics(preds, [named] * 4, image_boxes_norm=[image])
+
+
 def test_exact_match_normalises_whitespace_only() -> None:
     preds = ["the  red circle ", "The red circle", "the red circle."]
     targets = ["the red circle"] * 3

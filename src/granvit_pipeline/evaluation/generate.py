@@ -56,6 +56,15 @@ def _text_type(sample: Mapping[str, Any], region_id: str | None) -> str | None:
     return types[0] if types else None
 
 
+def _image_boxes(sample: Mapping[str, Any]) -> list[tuple[float, ...]]:
+    """Normalised xyxy boxes of every region of ``sample``."""
+    boxes = [(r["x1"], r["y1"], r["x2"], r["y2"]) for r in sample.get("regions", [])]
+    if not boxes:
+        return []
+    norm = normalize_xyxy(boxes, sample["width"], sample["height"])
+    return [tuple(float(v) for v in box) for box in norm]
+
+
 def _row(sample: Mapping[str, Any], ex: Example, prediction: str) -> dict[str, Any]:
     assert ex.box_px is not None  # region tasks always carry a box
     box = normalize_xyxy(ex.box_px, sample["width"], sample["height"])
@@ -68,6 +77,7 @@ def _row(sample: Mapping[str, Any], ex: Example, prediction: str) -> dict[str, A
         "target": ex.target,
         "prediction": prediction,
         "gt_box_norm": tuple(float(v) for v in box),
+        "image_boxes_norm": _image_boxes(sample),
     }
 
 
@@ -97,8 +107,9 @@ def predict(
         One dict per eligible region, in sample then region order: ``image_id``, ``region_id``,
         ``text_type`` (the region's, e.g. ``"refexp"`` or ``"ocr"``), ``task``, ``prompt``,
         ``target`` (normalised answer text), ``prediction`` (normalised generated text, up to
-        ``<eos>``) and ``gt_box_norm`` (exact normalised xyxy box, not rounded like the box
-        text). Deterministic for fixed weights.
+        ``<eos>``), ``gt_box_norm`` (exact normalised xyxy box, not rounded like the box
+        text) and ``image_boxes_norm`` (every region box of the image, normalised).
+        Deterministic for fixed weights.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -53,7 +53,10 @@ def paired_iou(pred_xyxy: npt.ArrayLike, gt_xyxy: npt.ArrayLike) -> npt.NDArray[
 
 
 def rec_metrics(
-    pred_texts: Sequence[str], gt_boxes_norm: npt.ArrayLike, threshold: float = REC_IOU_THRESHOLD
+    pred_texts: Sequence[str],
+    gt_boxes_norm: npt.ArrayLike,
+    threshold: float = REC_IOU_THRESHOLD,
+    image_boxes_norm: Sequence[npt.ArrayLike] | None = None,
 ) -> dict[str, float]:
     """Caption2Bbox (REC) metrics of generated box texts against normalised ground truth.
 
@@ -61,10 +64,15 @@ def rec_metrics(
         pred_texts: ``N`` generated answers, each meant to be ``"[x1, y1, x2, y2]"``.
         gt_boxes_norm: ``(N, 4)`` ground-truth boxes, normalised xyxy in ``[0, 1]``.
         threshold: IoU needed to count as correct (``>=``).
+        image_boxes_norm: optional, per answer the ``(M_i, 4)`` normalised boxes of every
+            region of its image (the named one included), for the grounding split below.
     Returns:
         ``{"acc@0.5", "mean_iou", "unparseable_rate", "n"}``: accuracy and mean IoU over all
         ``N`` (unparseable = IoU 0, wrong), the fraction that did not parse, and ``N``. The
         accuracy key names the threshold (``acc@0.7`` for 0.7). All 0 when ``N == 0``.
+        With ``image_boxes_norm`` also ``any_object@0.5`` (the box matches *some* region of
+        its image) and ``wrong_object@0.5`` (that, minus ``acc``: a region localised, but not
+        the one the text names), which tell grounding errors from localisation errors.
     """
     gt = np.asarray(gt_boxes_norm, dtype=np.float64).reshape(-1, 4)
     if len(pred_texts) != gt.shape[0]:
@@ -75,12 +83,27 @@ def rec_metrics(
     if ok.any():
         iou[ok] = paired_iou([p for p in parsed if p is not None], gt[ok])
     n = len(parsed)
-    return {
-        f"acc@{threshold:g}": float((iou >= threshold).mean()) if n else 0.0,
+    acc = float((iou >= threshold).mean()) if n else 0.0
+    out = {
+        f"acc@{threshold:g}": acc,
         "mean_iou": float(iou.mean()) if n else 0.0,
         "unparseable_rate": float((~ok).mean()) if n else 0.0,
         "n": float(n),
     }
+    if image_boxes_norm is not None:
+        if len(image_boxes_norm) != n:
+            raise ValueError(f"{len(image_boxes_norm)} image box lists for {n} predictions")
+        hits = [box is not None and _best_iou(box, boxes) >= threshold
+                for box, boxes in zip(parsed, image_boxes_norm, strict=True)]  # fmt: skip
+        any_object = float(np.mean(hits)) if n else 0.0
+        out[f"any_object@{threshold:g}"] = any_object
+        out[f"wrong_object@{threshold:g}"] = any_object - acc
+    return out
+
+
+def _best_iou(box: Sequence[float], others: npt.ArrayLike) -> float:
+    others = np.asarray(others, dtype=np.float64).reshape(-1, 4)
+    return float(paired_iou([box] * len(others), others).max()) if len(others) else 0.0
 
 
 def exact_match(preds: Sequence[str], targets: Sequence[str]) -> float:

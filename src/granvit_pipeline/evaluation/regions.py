@@ -32,7 +32,9 @@ def evaluate_regions(
     Returns a flat dict (ready for metric loggers); keys present for the tasks asked:
 
     * ``caption2bbox/acc@0.5``, ``caption2bbox/mean_iou``, ``caption2bbox/unparseable_rate``,
-      ``caption2bbox/n``, ``caption2bbox/regions_per_s``
+      ``caption2bbox/any_object@0.5`` and ``caption2bbox/wrong_object@0.5`` (the box is on
+      some region of the image / on another region than the named one: grounding vs
+      localisation errors), ``caption2bbox/n``, ``caption2bbox/regions_per_s``
     * ``bbox2caption/exact_match``, ``bbox2caption/exact_match_chance`` (best constant answer),
       ``bbox2caption/rouge_l``, ``bbox2caption/cider``, ``bbox2caption/bleu4``
       (:mod:`.captions`), ``bbox2caption/n``, ``bbox2caption/regions_per_s``
@@ -55,7 +57,10 @@ def evaluate_regions(
         )
         preds = [r["prediction"] for r in rows]
         if task == "caption2bbox":
-            scores = rec_metrics(preds, [r["gt_box_norm"] for r in rows])
+            scores = rec_metrics(
+                preds, [r["gt_box_norm"] for r in rows],
+                image_boxes_norm=[r["image_boxes_norm"] for r in rows],
+            )  # fmt: skip
         else:
             scores = _caption_scores(rows)
             ocr = [r for r in rows if r["text_type"] == "ocr"]
