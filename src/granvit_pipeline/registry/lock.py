@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -104,7 +104,7 @@ def _file_lock(database: Path, model: str, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def _wait_for(take, model: str, timeout_s: float) -> None:
+def _wait_for(take: Callable[[], bool], model: str, timeout_s: float) -> None:
     """Call ``take()`` until it returns True; log once when another process holds the lock."""
     deadline = time.monotonic() + timeout_s
     if take():
