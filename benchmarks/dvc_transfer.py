@@ -221,12 +221,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dvc_transfer_") as tmp:
         work = Path(tmp)
-        server = RcloneS3Server(work / "s3")
         if args.tls:
             cert, key = _self_signed(work)
             os.environ["AWS_CA_BUNDLE"] = str(cert)
             os.environ["AWS_REQUEST_CHECKSUM_CALCULATION"] = "when_required"
             server = TlsRcloneS3Server(work / "s3", cert, key)
+        else:
+            server = RcloneS3Server(work / "s3")
         with server:
             ensure_bucket(BUCKET, server.credentials, server.endpoint_url)
             common = args.jobs, args.reps
