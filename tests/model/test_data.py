@@ -143,3 +143,51 @@ def test_size_mismatch_raises(tokenizer: Any, prompts: PromptTemplates) -> None:
     sample = dict(make_sample(1), width=81)
     with pytest.raises(ValueError, match="80x48"):
         Collator(tokenizer, prompts, {"global": 1.0}, 32)([sample])
+
+
+def _turn_answers(tokenizer: Any, ids: torch.Tensor, labels: torch.Tensor) -> list[str]:
+    """Decoded labelled spans of one row (each answer up to and excluding its <eos>)."""
+    answers, current = [], []
+    for token, label in zip(ids.tolist(), labels.tolist(), strict=True):
+        if label == -100:
+            continue
+        if token == tokenizer.eos_token_id:
+            answers.append(tokenizer.decode(current))
+            current = []
+        else:
+            current.append(token)
+    return answers
+
+
+@pytest.mark.parametrize("task", ["caption2bbox", "bbox2caption"])
+def test_packed_rows_hold_every_region_as_turns(
+    tokenizer: Any, prompts: PromptTemplates, samples: list[dict[str, Any]], task: str
+) -> None:
+    single = Collator(tokenizer, prompts, {task: 1.0}, 32, seed=5)(samples)
+    packed = Collator(tokenizer, prompts, {task: 1.0}, 32, seed=5, pack=4)(samples)
+    assert packed["targets"] == single["targets"]  # the first turn is the one pack=1 draws
+    for i, sample in enumerate(samples):
+        ids, labels = packed["input_ids"][i], packed["labels"][i]
+        wanted = {e.target for e in build_examples(sample, task, prompts)}
+        answers = _turn_answers(tokenizer, ids, labels)
+        assert answers[0] == single["targets"][i] and set(answers) == wanted
+        assert len(answers) == len(wanted) == ids.tolist().count(tokenizer.bos_token_id) == 2
+        n = int(single["attention_mask"][i].sum())
+        assert torch.equal(ids[:n], single["input_ids"][i][:n])  # same first turn, token-exact
+        assert torch.equal(labels[:n], single["labels"][i][:n])
+
+
+def test_packing_leaves_global_rows_alone_and_drops_turns_past_max_length(
+    tokenizer: Any, prompts: PromptTemplates, samples: list[dict[str, Any]]
+) -> None:
+    kept = samples[:3]  # these have a global caption
+    glob = Collator(tokenizer, prompts, {"global": 1.0}, 32, pack=4)(kept)
+    assert torch.equal(glob["input_ids"], Collator(tokenizer, prompts, {"global": 1.0}, 32)(
+        kept)["input_ids"])  # fmt: skip
+    single = Collator(tokenizer, prompts, {"caption2bbox": 1.0}, 32)(kept)
+    limit = int(single["attention_mask"].sum(1).max()) + 2  # room for one turn, not for two
+    packed = Collator(tokenizer, prompts, {"caption2bbox": 1.0}, 32, max_length=limit, pack=4)
+    batch = packed(kept)
+    assert torch.equal(batch["input_ids"], single["input_ids"])
+    with pytest.raises(ValueError, match="pack must be >= 1"):
+        Collator(tokenizer, prompts, {"caption2bbox": 1.0}, 32, pack=0)

@@ -189,3 +189,32 @@ def test_text_only_generate_ignores_left_padding(tiny_model: GranViT) -> None:
     together = tiny_model.generate(None, padded, padded_mask, 4, eos_token_id=-1, pad_token_id=0)
     alone = tiny_model.generate(None, ids[1:, 3:], mask[1:, 3:], 4, eos_token_id=-1, pad_token_id=0)
     assert together[1].tolist() == alone[0].tolist()
+
+
+def test_coordinate_embeddings_vary_smoothly_with_the_value(tokenizer: Any) -> None:
+    from granvit_pipeline.model.tokenizer import coordinate_token_values
+
+    values = coordinate_token_values(tokenizer)
+    assert len(values) == 101 and values[tokenizer.convert_tokens_to_ids("0.42")] == 0.42
+    torch.manual_seed(0)
+    model = GranViT(fit_vocab(get_preset("tiny"), len(tokenizer)))
+    before = model.llm.get_input_embeddings().weight.detach().clone()
+    model.init_coordinate_embeddings(values, amplitude=0.1)
+    after = model.llm.get_input_embeddings().weight.detach()
+    ids = torch.tensor(list(values))
+    others = torch.ones(len(before), dtype=torch.bool)
+    others[ids] = False
+    assert torch.equal(after[others], before[others])  # only coordinate rows change
+    # tied head: the code is added once, not once per name of the shared matrix
+    assert model.llm.get_output_embeddings().weight.data_ptr() == after.data_ptr()
+    added = (after - before)[ids]
+    torch.testing.assert_close(added[:, 0], 0.1 * torch.cos(torch.pi * torch.tensor(
+        list(values.values()))))  # fmt: skip
+
+    def cos(a: str, b: str) -> float:
+        i, j = tokenizer.convert_tokens_to_ids([a, b])
+        return float(F.cosine_similarity(after[i], after[j], dim=0))
+
+    assert cos("0.41", "0.42") > cos("0.41", "0.60") + 0.3
+    with pytest.raises(ValueError, match="embedding dims"):
+        model.init_coordinate_embeddings(values, 0.1, num_frequencies=17)

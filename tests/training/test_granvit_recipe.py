@@ -78,9 +78,24 @@ def test_arguments_are_checked(inputs) -> None:
     with pytest.raises(ValidationError, match="unknown GranViT preset"):
         GranViTArgs.model_validate({**base, "preset": "huge"})
     assert GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x"}).task_weights()
+    with pytest.raises(ValidationError, match="coordinate_init initialises a random LLM"):
+        GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x",
+                                    "coordinate_init": 0.1})  # fmt: skip
     missing = GranViTArgs.model_validate({**base, "tokenizer_dir": "/nonexistent"})
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json"):
         missing.check_inputs()
+
+
+def test_recipe_applies_coordinate_init_and_packing(inputs, tmp_path) -> None:
+    recipe, plain, _ = built(inputs, tmp_path / "plain", "lm_warmup")
+    recipe, model, cfg = built(inputs, tmp_path / "coded", "lm_warmup", coordinate_init=0.1)
+    ids = recipe.tokenizer.convert_tokens_to_ids(["0.41", "0.42"])
+    for m, similar in ((plain, False), (model, True)):
+        a, b = m.llm.get_input_embeddings().weight.detach()[ids]
+        assert (float(torch.cosine_similarity(a, b, dim=0)) > 0.5) is similar
+    assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 1
+    recipe, _, cfg = built(inputs, tmp_path / "packed", "stage2", pack=3)
+    assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 3
 
 
 @pytest.mark.parametrize(

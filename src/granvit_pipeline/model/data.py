@@ -14,7 +14,10 @@ self-distillation.
 
 Token layout of one row: ``<bos> prompt <sep> answer <eos>``; labels are -100 except on the
 answer tokens and ``<eos>``. Training batches are right-padded, generation batches (prompt up
-to and including ``<sep>``) left-padded.
+to and including ``<sep>``) left-padded. With ``Collator(pack=k)`` a training row holds up to
+``k`` region examples of one image as consecutive turns, ``<bos> p1 <sep> a1 <eos> <bos> p2
+<sep> a2 <eos> ...``, every answer labelled; the first turn is laid out exactly like a
+one-example row, which is what generation (one turn) sees.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from granvit_pipeline.model.box_codec import format_box
+from granvit_pipeline.model.modeling import IGNORE_INDEX
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.tokenizer import normalize_text
 from granvit_pipeline.regions.boxes import normalize_xyxy
@@ -161,14 +165,25 @@ def _check_sample(sample: Mapping[str, Any]) -> None:
         )
 
 
+Turns = tuple[Example, ...]  # the examples of one row, in order (one unless packed)
+REGION_TASKS: frozenset[str] = frozenset({"bbox2caption", "caption2bbox"})
+
+
 class Collator:
-    """List of samples -> one training batch (one example per sample, task drawn by weight).
+    """List of samples -> one training batch (one row per sample, task drawn by weight).
 
     ``tasks`` maps task name -> mixing weight. Per sample, a task is drawn among those with a
     positive weight that have an example for it (weights renormalised), then one example of
     that task at random; samples with no possible example are dropped. Draws use
     ``random.Random(f"{seed}:{epoch}:{image_id}")``: deterministic given seed and epoch and
     independent of batch composition or data-loader workers (``set_epoch`` varies them).
+
+    ``pack > 1``: a sample drawn for a region task also gets up to ``pack - 1`` more of its
+    examples of that task, in random order, as further turns of the same row (the first turn is
+    the one ``pack=1`` draws). Every region of the image then teaches for one pass over its
+    image tokens: on the demo data, stage 2 with 4 turns reached Caption2Bbox acc@0.5 0.111
+    against 0.087 in the same number of steps, at 1.6x the time per step (64 image tokens
+    against ~50 text tokens added; ``benchmarks/demo_quality.py``).
     """
 
     def __init__(
@@ -180,7 +195,10 @@ class Collator:
         seed: int = 0,
         precision: int = 2,
         max_length: int | None = None,
+        pack: int = 1,
     ) -> None:
+        if pack < 1:
+            raise ValueError(f"pack must be >= 1 (examples per row), got {pack}")
         unknown = set(tasks) - set(TASKS)
         if unknown or not any(w > 0 for w in tasks.values()) or min(tasks.values()) < 0:
             raise ValueError(f"tasks must map {TASKS} to weights >= 0, some > 0; got {tasks}")
@@ -189,67 +207,89 @@ class Collator:
             raise ValueError("tokenizer needs pad, bos, eos and sep tokens (train_tokenizer)")
         self.tokenizer, self.prompts, self.tasks = tokenizer, prompts, dict(tasks)
         self.image_size, self.seed, self.precision = image_size, seed, precision
-        self.max_length, self.epoch = max_length, 0
+        self.max_length, self.pack, self.epoch = max_length, pack, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Change the task/region draws for a new epoch."""
         self.epoch = epoch
 
-    def choose(self, sample: Mapping[str, Any]) -> Example | None:
-        """The example this collator makes from ``sample`` (None when it has none)."""
+    def choose_turns(self, sample: Mapping[str, Any]) -> Turns:
+        """The row this collator makes from ``sample``: 1 to ``pack`` examples (none: ``()``)."""
         rng = random.Random(f"{self.seed}:{self.epoch}:{sample['image_id']}")
         options = {t: build_examples(sample, t, self.prompts, self.precision) for t in self.tasks}
         names = [t for t, w in self.tasks.items() if w > 0 and options[t]]
         if not names:
-            return None
+            return ()
         task = rng.choices(names, weights=[self.tasks[t] for t in names])[0]
-        return rng.choice(options[task])
+        first = rng.choice(options[task])
+        if self.pack == 1 or task not in REGION_TASKS:
+            return (first,)
+        rest = [ex for ex in options[task] if ex is not first]
+        rng.shuffle(rest)
+        return (first, *rest[: self.pack - 1])
+
+    def choose(self, sample: Mapping[str, Any]) -> Example | None:
+        """The (first) example this collator makes from ``sample`` (None when it has none)."""
+        turns = self.choose_turns(sample)
+        return turns[0] if turns else None
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        pairs = [(s, ex) for s in samples if (ex := self.choose(s)) is not None]
+        pairs = [(s, turns) for s in samples if (turns := self.choose_turns(s))]
         if not pairs:
             raise ValueError(
                 f"none of the {len(samples)} samples yields an example for {self.tasks}"
             )
         return self.collate(pairs)
 
-    def _token_rows(
-        self, examples: Sequence[Example], generation: bool
-    ) -> list[tuple[list[int], int]]:
-        """Per example: (ids, index where the answer starts)."""
+    def _turn(self, example: Example, generation: bool) -> tuple[list[int], list[int]]:
+        """One example -> (ids, labels) of ``<bos> prompt <sep> [answer <eos>]``."""
         tok = self.tokenizer
-        prompts = tok([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
-        answers = tok([e.target for e in examples], add_special_tokens=False)["input_ids"]
-        rows = []
-        for prompt, answer in zip(prompts, answers, strict=True):
-            head = [tok.bos_token_id, *prompt, tok.sep_token_id]
-            tail = [] if generation else [*answer, tok.eos_token_id]
-            if self.max_length is not None and len(head) + len(tail) > self.max_length:
-                if len(head) >= self.max_length:
-                    raise ValueError(f"prompt of {len(head)} tokens exceeds max_length")
-                tail = [*tail[: self.max_length - len(head) - 1], tok.eos_token_id]
-            rows.append((head + tail, len(head)))
-        return rows
+        prompt = tok(example.prompt, add_special_tokens=False)["input_ids"]
+        head = [tok.bos_token_id, *prompt, tok.sep_token_id]
+        if generation:
+            return head, [IGNORE_INDEX] * len(head)
+        tail = [*tok(example.target, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        if self.max_length is not None and len(head) + len(tail) > self.max_length:
+            if len(head) >= self.max_length:
+                raise ValueError(f"prompt of {len(head)} tokens exceeds max_length")
+            tail = [*tail[: self.max_length - len(head) - 1], tok.eos_token_id]
+        return head + tail, [IGNORE_INDEX] * len(head) + tail
 
-    def _pad(self, rows: list[tuple[list[int], int]], left: bool) -> dict[str, Tensor]:
+    def _token_rows(
+        self, rows: Sequence[Turns], generation: bool
+    ) -> list[tuple[list[int], list[int]]]:
+        """Per row: (ids, labels); further turns that would pass ``max_length`` are left out."""
+        out = []
+        for turns in rows:
+            ids, labels = self._turn(turns[0], generation)
+            further = () if generation else turns[1:]  # generation asks the first turn only
+            for example in further:
+                more_ids, more_labels = self._turn(example, generation)
+                if self.max_length is not None and len(ids) + len(more_ids) > self.max_length:
+                    break
+                ids, labels = ids + more_ids, labels + more_labels
+            out.append((ids, labels))
+        return out
+
+    def _pad(self, rows: list[tuple[list[int], list[int]]], left: bool) -> dict[str, Tensor]:
         length = max(len(ids) for ids, _ in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
-        labels = torch.full((len(rows), length), -100, dtype=torch.long)
-        for i, (ids, start) in enumerate(rows):
+        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+        for i, (ids, row_labels) in enumerate(rows):
             offset = length - len(ids) if left else 0
             input_ids[i, offset : offset + len(ids)] = torch.tensor(ids)
             mask[i, offset : offset + len(ids)] = 1
-            labels[i, offset + start : offset + len(ids)] = torch.tensor(
-                ids[start:], dtype=torch.long
-            )
+            labels[i, offset : offset + len(ids)] = torch.tensor(row_labels, dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
     def collate(
-        self, pairs: Sequence[tuple[Mapping[str, Any], Example]], generation: bool = False
+        self,
+        pairs: Sequence[tuple[Mapping[str, Any], Example | Turns]],
+        generation: bool = False,
     ) -> dict[str, Any]:
-        """(sample, example) pairs -> batch dict.
+        """(sample, example or turns) pairs -> batch dict, one row per pair.
 
         Keys: ``pixel_values`` (B, 3, S, S) float32; ``input_ids``, ``attention_mask`` (B, T)
         int64; ``labels`` (B, T) int64, -100 except answer + eos (training only);
@@ -257,9 +297,11 @@ class Collator:
         bool is False); ``image_sizes`` (B, 2) int64 original (width, height); lists
         ``tasks``, ``image_ids``, ``region_ids``, ``targets``, ``prompts``.
         ``generation=True``: prompts only (ending with ``<sep>``), left-padded, no labels.
+        Per-row fields (``boxes_px``, ``targets``, ...) describe a packed row's first turn.
         """
+        rows = [(turns,) if isinstance(turns, Example) else tuple(turns) for _, turns in pairs]
         pixels, boxes, has_box, cache = [], torch.zeros(len(pairs), 4), [], {}
-        for i, (sample, ex) in enumerate(pairs):
+        for i, ((sample, _), (ex, *_)) in enumerate(zip(pairs, rows, strict=True)):
             if sample["image_id"] not in cache:
                 _check_sample(sample)
                 cache[sample["image_id"]] = preprocess_image(sample["image"], self.image_size)
@@ -268,8 +310,8 @@ class Collator:
             has_box.append(ex.box_px is not None)
             if ex.box_px is not None:
                 boxes[i] = torch.from_numpy(transform.boxes_to_encoder(ex.box_px)).float()
-        examples = [ex for _, ex in pairs]
-        batch: dict[str, Any] = self._pad(self._token_rows(examples, generation), left=generation)
+        examples = [turns[0] for turns in rows]
+        batch: dict[str, Any] = self._pad(self._token_rows(rows, generation), left=generation)
         if generation:
             del batch["labels"]
         batch |= {

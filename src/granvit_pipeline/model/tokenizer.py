@@ -151,6 +151,14 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def coordinate_token_values(
+    tokenizer: PreTrainedTokenizerFast, precision: int = 2
+) -> dict[int, float]:
+    """Token id -> value of every coordinate token (``"0.12"`` -> 0.12) the box text uses."""
+    vocab = tokenizer.get_vocab()
+    return {vocab[c]: float(c) for c in coordinate_strings(precision) if c in vocab}
+
+
 def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> list[str]:
     """Give a pretrained LLM's tokenizer the roles our sequences need; returns what was added.
 

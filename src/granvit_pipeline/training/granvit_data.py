@@ -65,7 +65,7 @@ class BatchBuilder:
 
     def __call__(self, samples: list[Mapping[str, Any]]) -> Batch | None:
         self.collator.set_epoch(self._batch_index())
-        pairs = [(s, ex) for s in samples if (ex := self.collator.choose(s)) is not None]
+        pairs = [(s, turns) for s in samples if (turns := self.collator.choose_turns(s))]
         if not pairs:
             return None
         batch = self.collator.collate(pairs)

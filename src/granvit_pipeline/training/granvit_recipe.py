@@ -46,7 +46,7 @@ from granvit_pipeline.model.export import CONFIG_FILE, export_encoder, export_fu
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.objectives import stage_loss
 from granvit_pipeline.model.prompts import PromptTemplates
-from granvit_pipeline.model.tokenizer import load_tokenizer
+from granvit_pipeline.model.tokenizer import coordinate_token_values, load_tokenizer
 from granvit_pipeline.regions.shards import ShardDataset
 from granvit_pipeline.training.config import TrainConfig
 from granvit_pipeline.training.granvit_data import BatchBuilder, ShardBatches, count_batch_tokens
@@ -82,6 +82,11 @@ class GranViTArgs(BaseModel):
     prompts: PromptTemplates = Field(default_factory=PromptTemplates)
     box_precision: int = Field(default=2, ge=1)  # decimals of box coordinates in text
     max_length: int | None = Field(default=None, gt=0)  # text tokens per row (None: no cut)
+    # Region examples per row (Collator pack); 1 = one prompt -> answer per image
+    pack: int = Field(default=1, ge=1)
+    # Random LLM only (lm_warmup): amplitude of the smooth coordinate-embedding code
+    # (GranViT.init_coordinate_embeddings); 0 = plain random embeddings
+    coordinate_init: float = Field(default=0.0, ge=0)
     lambda_distill: float = Field(default=1.0, ge=0)  # stage 1 only; 0 = no self-distillation
     distill: DistillConfig = Field(default_factory=DistillConfig)  # ema_alpha, layer, RoI size
     shuffle_buffer: int = Field(default=256, ge=0)  # samples; 0 = shard order
@@ -99,7 +104,12 @@ class GranViTArgs(BaseModel):
             raise ValueError(
                 f"stage {self.stage} mixes only {STAGE_TASKS[self.stage]}; got tasks {wrong}"
             )
-        self.granvit_config()  # an unknown preset or a bad override fails here
+        config = self.granvit_config()  # an unknown preset or a bad override fails here
+        if self.coordinate_init > 0 and (self.init_from or config.llm_weights_dir):
+            raise ValueError(
+                "coordinate_init initialises a random LLM: it cannot apply with init_from or "
+                "llm_weights_dir (set it on lm_warmup of a preset without LLM weights)"
+            )
         return self
 
     def task_weights(self) -> dict[str, float]:
@@ -137,7 +147,11 @@ def initial_model(args: GranViTArgs, tokenizer: Any) -> GranViT:
     """Random init of the preset, or ``init_from``'s export (must match preset and tokenizer)."""
     wanted = fit_vocab(args.granvit_config(), len(tokenizer))
     if args.init_from is None:
-        return GranViT(wanted)
+        model = GranViT(wanted)
+        if args.coordinate_init > 0:
+            values = coordinate_token_values(tokenizer, args.box_precision)
+            model.init_coordinate_embeddings(values, args.coordinate_init)
+        return model
     model, saved_tokenizer = load_full(args.init_from)
     if saved_tokenizer is not None and saved_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
@@ -214,6 +228,7 @@ class GranViTRecipe:
         collator = Collator(
             self.tokenizer, args.prompts, args.task_weights(), self.config.vision.image_size,
             seed=cfg.seed, precision=args.box_precision, max_length=args.max_length,
+            pack=args.pack,
         )  # fmt: skip
         builder = BatchBuilder(collator, text_only=args.stage == "lm_warmup")
         return ShardBatches(dataset, builder, cfg.micro_batch_size, args.num_workers)
