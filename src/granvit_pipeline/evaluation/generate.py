@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from granvit_pipeline.model.data import Collator, Example, build_examples
+from granvit_pipeline.model.data import REGION_TASKS, Collator, Example, build_examples
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.tokenizer import normalize_text
@@ -24,7 +24,6 @@ from granvit_pipeline.regions.boxes import normalize_xyxy
 logger = logging.getLogger(__name__)
 
 RegionTask = Literal["caption2bbox", "bbox2caption"]
-REGION_TASKS: tuple[str, ...] = ("caption2bbox", "bbox2caption")
 # Longest answers: a box is 9 tokens + <eos>; a region text is <= ~10 words (prompt says so).
 DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"caption2bbox": 12, "bbox2caption": 16}
 

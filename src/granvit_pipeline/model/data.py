@@ -39,6 +39,7 @@ from granvit_pipeline.model.tokenizer import normalize_text
 from granvit_pipeline.regions.boxes import normalize_xyxy
 
 TASKS: tuple[str, ...] = ("global", "bbox2caption", "caption2bbox")
+REGION_TASKS: tuple[str, ...] = ("caption2bbox", "bbox2caption")  # tasks about one region
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
@@ -166,7 +167,6 @@ def _check_sample(sample: Mapping[str, Any]) -> None:
 
 
 Turns = tuple[Example, ...]  # the examples of one row, in order (one unless packed)
-REGION_TASKS: frozenset[str] = frozenset({"bbox2caption", "caption2bbox"})
 
 
 class Collator:
