@@ -300,8 +300,9 @@ class Collator:
         Per-row fields (``boxes_px``, ``targets``, ...) describe a packed row's first turn.
         """
         rows = [(turns,) if isinstance(turns, Example) else tuple(turns) for _, turns in pairs]
+        examples = [turns[0] for turns in rows]
         pixels, boxes, has_box, cache = [], torch.zeros(len(pairs), 4), [], {}
-        for i, ((sample, _), (ex, *_)) in enumerate(zip(pairs, rows, strict=True)):
+        for i, ((sample, _), ex) in enumerate(zip(pairs, examples, strict=True)):
             if sample["image_id"] not in cache:
                 _check_sample(sample)
                 cache[sample["image_id"]] = preprocess_image(sample["image"], self.image_size)
@@ -310,7 +311,6 @@ class Collator:
             has_box.append(ex.box_px is not None)
             if ex.box_px is not None:
                 boxes[i] = torch.from_numpy(transform.boxes_to_encoder(ex.box_px)).float()
-        examples = [turns[0] for turns in rows]
         batch: dict[str, Any] = self._pad(self._token_rows(rows, generation), left=generation)
         if generation:
             del batch["labels"]
