@@ -108,3 +108,35 @@ def test_stage_objective_trains_and_updates_teacher(tiny_model: GranViT, batch: 
     assert set(objective.state_dict()) >= {
         f"teacher.encoder.{k}" for k in teacher.encoder.state_dict()
     }
+
+
+def test_feature_cache_encodes_each_image_once_and_alone(tiny_model: GranViT, batch: dict) -> None:
+    from granvit_pipeline.model.objectives import FeatureCache
+
+    pixels, ids = batch["pixel_values"], batch["image_ids"]
+    cache = FeatureCache(max_images=2)
+    first = cache.features(tiny_model, pixels, ids)
+    with torch.no_grad():
+        alone = [tiny_model.encode_image(pixels[i : i + 1])[0] for i in range(len(ids))]
+        together = tiny_model.encode_image(pixels)
+    assert all(torch.equal(first[i], alone[i]) for i in range(len(ids)))  # batch-independent
+    torch.testing.assert_close(first, together)
+    assert len(cache) == 2  # the cap: later images are encoded, not kept
+    # A kept image is not encoded again: other pixels under the same id give the kept features.
+    again = cache.features(tiny_model, torch.zeros_like(pixels[:2]), ids[:2])
+    assert torch.equal(again, first[:2])
+    with pytest.raises(ValueError, match="max_images"):
+        FeatureCache(0)
+
+
+def test_stage2_loss_on_cached_features_is_the_pixel_loss(tiny_model: GranViT, batch: dict) -> None:
+    from granvit_pipeline.model.objectives import FeatureCache
+
+    tiny_model.set_trainable("stage2")
+    from_pixels = stage_loss(tiny_model, batch, "stage2")["loss"]
+    features = FeatureCache(8).features(tiny_model, batch["pixel_values"], batch["image_ids"])
+    cached = {**batch, "image_features": features}
+    torch.testing.assert_close(stage_loss(tiny_model, cached, "stage2")["loss"], from_pixels)
+    teacher = EMATeacher(tiny_model)
+    with pytest.raises(ValueError, match="self-distillation needs the encoder pass"):
+        stage_loss(tiny_model, cached, "stage1", teacher)

@@ -81,6 +81,8 @@ def test_arguments_are_checked(inputs) -> None:
     with pytest.raises(ValidationError, match="coordinate_init initialises a random LLM"):
         GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x",
                                     "coordinate_init": 0.1})  # fmt: skip
+    with pytest.raises(ValidationError, match="feature_cache_images needs a frozen encoder"):
+        GranViTArgs.model_validate({**base, "feature_cache_images": 8})
     missing = GranViTArgs.model_validate({**base, "tokenizer_dir": "/nonexistent"})
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json"):
         missing.check_inputs()
@@ -96,6 +98,19 @@ def test_recipe_applies_coordinate_init_and_packing(inputs, tmp_path) -> None:
     assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 1
     recipe, _, cfg = built(inputs, tmp_path / "packed", "stage2", pack=3)
     assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 3
+
+
+def test_stage2_feature_cache_fills_and_gives_the_uncached_loss(inputs, tmp_path) -> None:
+    plain, model, _ = built(inputs, tmp_path / "plain", "stage2")
+    cached, _, cfg = built(inputs, tmp_path / "cached", "stage2", feature_cache_images=64)
+    assert plain.feature_cache is None and cached.feature_cache is not None
+    batch = next(iter(cached.make_data(cfg, 0, 1)))
+    expected = plain.compute_loss(model, batch, 0)["loss"]
+    torch.testing.assert_close(cached.compute_loss(model, batch, 0)["loss"], expected)
+    assert len(cached.feature_cache) == len(set(batch["image_ids"]))
+    zero3 = config(tmp_path / "z3", cfg.recipe_args, zero_stage=3)
+    with pytest.raises(ValueError, match="ZeRO-3 has not gathered the encoder"):
+        GranViTRecipe().build_model(zero3)
 
 
 @pytest.mark.parametrize(

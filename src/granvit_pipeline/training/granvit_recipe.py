@@ -44,7 +44,7 @@ from granvit_pipeline.model.data import TASKS, Collator
 from granvit_pipeline.model.distill import DistillConfig, EMATeacher
 from granvit_pipeline.model.export import CONFIG_FILE, export_encoder, export_full, load_full
 from granvit_pipeline.model.modeling import GranViT
-from granvit_pipeline.model.objectives import stage_loss
+from granvit_pipeline.model.objectives import FeatureCache, stage_loss
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.tokenizer import coordinate_token_values, load_tokenizer
 from granvit_pipeline.regions.shards import ShardDataset
@@ -87,6 +87,9 @@ class GranViTArgs(BaseModel):
     # Random LLM only (lm_warmup): amplitude of the smooth coordinate-embedding code
     # (GranViT.init_coordinate_embeddings); 0 = plain random embeddings
     coordinate_init: float = Field(default=0.0, ge=0)
+    # Stage 2 only: frozen-encoder features kept per image (model.objectives.FeatureCache),
+    # at most this many images; 0 = encode every batch
+    feature_cache_images: int = Field(default=0, ge=0)
     lambda_distill: float = Field(default=1.0, ge=0)  # stage 1 only; 0 = no self-distillation
     distill: DistillConfig = Field(default_factory=DistillConfig)  # ema_alpha, layer, RoI size
     shuffle_buffer: int = Field(default=256, ge=0)  # samples; 0 = shard order
@@ -103,6 +106,10 @@ class GranViTArgs(BaseModel):
         if wrong:
             raise ValueError(
                 f"stage {self.stage} mixes only {STAGE_TASKS[self.stage]}; got tasks {wrong}"
+            )
+        if self.feature_cache_images and self.stage != "stage2":
+            raise ValueError(
+                f"feature_cache_images needs a frozen encoder (stage2), not stage {self.stage}"
             )
         config = self.granvit_config()  # an unknown preset or a bad override fails here
         if self.coordinate_init > 0 and (self.init_from or config.llm_weights_dir):
@@ -198,6 +205,7 @@ class GranViTRecipe:
         self.tokenizer: Any = None
         self.config: GranViTConfig | None = None
         self.teacher: FP32Teacher | None = None
+        self.feature_cache: FeatureCache | None = None
 
     def _args(self) -> GranViTArgs:
         if self.args is None:
@@ -213,6 +221,13 @@ class GranViTRecipe:
         self.config = model.config
         if args.stage == "stage1" and args.lambda_distill > 0:
             self.teacher = FP32Teacher(model)  # starts as a copy of the student encoder
+        if args.feature_cache_images:
+            if cfg.zero_stage == 3:
+                raise ValueError(
+                    "feature_cache_images encodes outside the engine's forward, where ZeRO-3 "
+                    "has not gathered the encoder: use zero_stage <= 2 or turn the cache off"
+                )
+            self.feature_cache = FeatureCache(args.feature_cache_images)
         return model
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
@@ -237,6 +252,9 @@ class GranViTRecipe:
         args = self._args()
         if self.teacher is not None:
             self.teacher.to(batch["input_ids"].device)  # no-op after the first step
+        if self.feature_cache is not None:
+            features = self.feature_cache.features(model, batch["pixel_values"], batch["image_ids"])
+            batch = {**batch, "image_features": features}
         return stage_loss(model, batch, args.stage, self.teacher, args.distill, args.lambda_distill)
 
     def after_step(self, model: nn.Module, step: int) -> None:
