@@ -81,6 +81,9 @@ def test_arguments_are_checked(inputs) -> None:
     with pytest.raises(ValidationError, match="coordinate_init initialises a random LLM"):
         GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x",
                                     "coordinate_init": 0.1})  # fmt: skip
+    with pytest.raises(ValidationError, match="loss_on_prompts is a warm-up setting"):
+        GranViTArgs.model_validate({**base, "stage": "stage2", "init_from": "x",
+                                    "loss_on_prompts": True})  # fmt: skip
     with pytest.raises(ValidationError, match="feature_cache_images needs a frozen encoder"):
         GranViTArgs.model_validate({**base, "feature_cache_images": 8})
     missing = GranViTArgs.model_validate({**base, "tokenizer_dir": "/nonexistent"})
@@ -98,6 +101,20 @@ def test_recipe_applies_coordinate_init_and_packing(inputs, tmp_path) -> None:
     assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 1
     recipe, _, cfg = built(inputs, tmp_path / "packed", "stage2", pack=3)
     assert recipe.make_data(cfg, 0, 1).builder.collator.pack == 3
+
+
+def test_warm_up_loss_on_prompts_labels_every_text_token(inputs, tmp_path) -> None:
+    plain, _, cfg = built(inputs, tmp_path / "plain", "lm_warmup")
+    full, _, full_cfg = built(inputs, tmp_path / "full", "lm_warmup", loss_on_prompts=True)
+    answers = next(iter(plain.make_data(cfg, 0, 1)))
+    every = next(iter(full.make_data(full_cfg, 0, 1)))
+    assert torch.equal(every["input_ids"], answers["input_ids"])  # same rows, other labels
+    real = every["attention_mask"] == 1
+    assert torch.equal(every["labels"][real], every["input_ids"][real])
+    assert (every["labels"][~real] == -100).all()
+    labelled = answers["labels"] != -100
+    assert labelled.sum() < real.sum()  # answers only: the prompts are not labelled
+    assert torch.equal(answers["labels"][labelled], every["labels"][labelled])
 
 
 def test_stage2_feature_cache_fills_and_gives_the_uncached_loss(inputs, tmp_path) -> None:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from granvit_pipeline.model.box_codec import format_box
 from granvit_pipeline.model.data import TASKS, Collator, build_examples
+from granvit_pipeline.model.modeling import IGNORE_INDEX
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.tokenizer import train_tokenizer
 from granvit_pipeline.regions.boxes import normalize_xyxy
@@ -45,11 +46,14 @@ class BatchBuilder:
     """``collate_fn``: samples -> one batch (or ``None`` when no sample yields an example).
 
     Picklable (DataLoader workers get a copy). ``text_only`` drops the image tensors
-    (``lm_warmup``: prompt + answer text, no image).
+    (``lm_warmup``: prompt + answer text, no image). ``loss_on_prompts`` labels every text
+    token, not only the answers (a language-model loss for the warm-up).
     """
 
-    def __init__(self, collator: Collator, text_only: bool = False) -> None:
-        self.collator, self.text_only = collator, text_only
+    def __init__(
+        self, collator: Collator, text_only: bool = False, loss_on_prompts: bool = False
+    ) -> None:
+        self.collator, self.text_only, self.loss_on_prompts = collator, text_only, loss_on_prompts
         self.start, self.calls = 0, 0
 
     def restart(self, start: int) -> None:
@@ -73,6 +77,9 @@ class BatchBuilder:
         if self.text_only:
             for key in IMAGE_KEYS:
                 del batch[key]
+        if self.loss_on_prompts:
+            padding = batch["attention_mask"] == 0
+            batch["labels"] = batch["input_ids"].masked_fill(padding, IGNORE_INDEX)
         return batch
 
 

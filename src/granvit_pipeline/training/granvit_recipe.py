@@ -87,6 +87,8 @@ class GranViTArgs(BaseModel):
     # Random LLM only (lm_warmup): amplitude of the smooth coordinate-embedding code
     # (GranViT.init_coordinate_embeddings); 0 = plain random embeddings
     coordinate_init: float = Field(default=0.0, ge=0)
+    # lm_warmup only: LM loss on every text token (prompts too), not only on the answers
+    loss_on_prompts: bool = False
     # Stage 2 only: frozen-encoder features kept per image (model.objectives.FeatureCache),
     # at most this many images; 0 = encode every batch
     feature_cache_images: int = Field(default=0, ge=0)
@@ -106,6 +108,10 @@ class GranViTArgs(BaseModel):
         if wrong:
             raise ValueError(
                 f"stage {self.stage} mixes only {STAGE_TASKS[self.stage]}; got tasks {wrong}"
+            )
+        if self.loss_on_prompts and self.stage != "lm_warmup":
+            raise ValueError(
+                f"loss_on_prompts is a warm-up setting (lm_warmup), not for stage {self.stage}"
             )
         if self.feature_cache_images and self.stage != "stage2":
             raise ValueError(
@@ -245,7 +251,9 @@ class GranViTRecipe:
             seed=cfg.seed, precision=args.box_precision, max_length=args.max_length,
             pack=args.pack,
         )  # fmt: skip
-        builder = BatchBuilder(collator, text_only=args.stage == "lm_warmup")
+        builder = BatchBuilder(
+            collator, text_only=args.stage == "lm_warmup", loss_on_prompts=args.loss_on_prompts
+        )
         return ShardBatches(dataset, builder, cfg.micro_batch_size, args.num_workers)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
