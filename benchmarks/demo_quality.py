@@ -135,14 +135,7 @@ def cache_features(model: GranViT, samples: list[dict], chunk: int = 128) -> dic
 
 
 def _step(obj: StageObjective, opt: torch.optim.Optimizer, batch: dict, clip: float) -> dict:
-    if "image_features" in batch:  # stage 2 on cached encoder features (no distillation)
-        model = obj.model
-        out = model(batch["input_ids"], batch["attention_mask"], batch["labels"],
-                    image_features=batch["image_features"])  # fmt: skip
-        losses = {"loss": out.loss, "loss_caption": out.loss,
-                  "loss_distill": out.loss.new_zeros(())}  # fmt: skip
-    else:
-        losses = obj(batch)
+    losses = obj(batch)  # stage_loss skips the encoder when the batch has image_features
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
