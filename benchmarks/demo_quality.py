@@ -306,15 +306,18 @@ def main() -> None:
         print(f"wrote {args.out / 'model'}")
 
 
+_DEMO = DemoConfig()
+_ATTRIBUTE_WORDS = {
+    "shape": set(_DEMO.shapes), "colour": set(_DEMO.colours), "size": set(_DEMO.sizes)
+}  # fmt: skip
+
+
 def expression_kind(prompt: str) -> str:
     """What a demo referring expression names: e.g. ``shape``, ``colour+size``, ``relation``."""
     if any(rel in prompt for rel in RELATIONS):
         return "relation"
-    demo = DemoConfig()
     words = set(prompt.split())
-    named = [kind for kind, names in (("shape", demo.shapes), ("colour", demo.colours),
-                                      ("size", demo.sizes)) if words & set(names)]  # fmt: skip
-    return "+".join(named) or "other"
+    return "+".join(kind for kind, names in _ATTRIBUTE_WORDS.items() if words & names) or "other"
 
 
 def grounding_by_expression(
