@@ -59,11 +59,12 @@ from granvit_pipeline.training.granvit_data import fit_tokenizer
 # issue): still far from the 0.5 goal (Caption2Bbox acc@0.5 0.16-0.19 at seed 0, 0.15-0.16 at
 # seed 1). Why, from the by-expression split the report prints: the model puts a box on *some*
 # object (0.41-0.44 of the time) but picks the named one no more often than at random (0.37
-# against 0.36 chance); it gives one image the same box whatever the text asks. It has not
+# against 0.36 chance); it often gives one image the same box whatever the text asks. It has not
 # learnt to match words to what they look like. Changes that left that pick at chance: 6000
 # stage-2 steps (acc 0.227, any object 0.566), 4 LLM layers (0.153), 20k instead of 3k demo
 # images (0.103), global task weight 0.4 (0.102), LLM init std 0.06 (0.197 / 0.162), and even
-# the caption before the image tokens in stage 2 (0.223, pick 0.42). What helped is what eased
+# the caption before the image tokens in stage 2 (0.223, pick 0.42), the encoder trained in
+# stage 2 too (0.084, pick 0.35; both outside the method). What helped is what eased
 # the model's work: 8 attention heads instead of 4 (+0.06 on two seeds), smooth
 # coordinate-token embeddings (+0.03). What did not: a fixed 2-D position code on the image
 # tokens (0.094 / 0.058 at amplitude 0.3 / 0.1), stage-2 lr 5e-3 (0.044), soft coordinate
