@@ -64,7 +64,9 @@ from granvit_pipeline.training.granvit_data import fit_tokenizer
 # stage-2 steps (acc 0.227, any object 0.566), 4 LLM layers (0.153), 20k instead of 3k demo
 # images (0.103), global task weight 0.4 (0.102), LLM init std 0.06 (0.197 / 0.162), and even
 # the caption before the image tokens in stage 2 (0.223, pick 0.42), the encoder trained in
-# stage 2 too (0.084, pick 0.35; both outside the method). What helped is what eased
+# stage 2 too (0.084, pick 0.35; both outside the method). Nor is the encoder the cause: stage
+# 2 on oracle object features picks at chance too (grounding_oracle.py), and the LLM does not
+# learn even two-pair recall in text within 24,000 steps (llm_recall.py). What helped is what eased
 # the model's work: 8 attention heads instead of 4 (+0.06 on two seeds), smooth
 # coordinate-token embeddings (+0.03). What did not: a fixed 2-D position code on the image
 # tokens (0.094 / 0.058 at amplitude 0.3 / 0.1), stage-2 lr 5e-3 (0.044), soft coordinate
@@ -203,12 +205,8 @@ def run_stage(
     return {"steps": cfg["steps"], "seconds": seconds}
 
 
-def train_staged(
-    hp: dict, train: list[dict], tok: Any, prompts: PromptTemplates,
-    on_step: Callable[[str, int, dict, GranViT], None],
-    after_stage1: Callable[[GranViT], None] | None = None,
-) -> tuple[GranViT, dict[str, dict[str, float]]]:  # fmt: skip
-    """The swappable part: build the model and run warm-up, stage 1, stage 2."""
+def build_model(hp: dict, tok: Any) -> GranViT:
+    """The preset with ``hp``'s overrides, random weights (seeded), smooth coordinate tokens."""
     torch.manual_seed(hp["seed"])
     config = fit_vocab(get_preset(hp["preset"], **hp["model_overrides"]), len(tok))
     model = GranViT(config)
@@ -216,7 +214,16 @@ def train_staged(
         values = coordinate_token_values(tok)
         model.init_coordinate_embeddings(values, hp["lm_warmup"]["coordinate_init"])
     print(f"model {config.name}: {model.num_parameters()}, {config.num_image_tokens} image tokens")
-    timings = {}
+    return model
+
+
+def train_staged(
+    hp: dict, train: list[dict], tok: Any, prompts: PromptTemplates,
+    on_step: Callable[[str, int, dict, GranViT], None],
+    after_stage1: Callable[[GranViT], None] | None = None,
+) -> tuple[GranViT, dict[str, dict[str, float]]]:  # fmt: skip
+    """The swappable part: build the model and run warm-up, stage 1, stage 2."""
+    model, timings = build_model(hp, tok), {}
     for stage in STAGES:
         if hp[stage]["steps"] > 0:
             timings[stage] = run_stage(model, stage, hp, train, tok, prompts, on_step)
