@@ -350,6 +350,15 @@ def grounding_by_expression(
     return out
 
 
+def print_by_expression(by_kind: dict[str, dict[str, float]], title: str) -> None:
+    """The :func:`grounding_by_expression` table, one line per expression kind."""
+    print(f"{title} by what the expression names: acc@0.5 / box on some region / the named one"
+          " of those (chance) / n")  # fmt: skip
+    for kind, m in by_kind.items():
+        print(f"    {kind:<14} {m['acc@0.5']:.3f} / {m['any_object@0.5']:.3f} / "
+              f"{m['picks_named']:.2f} ({m['picks_chance']:.2f}) / {m['n']:.0f}")  # fmt: skip
+
+
 def report(hp: dict, timings: dict, curve: list[dict], final: dict, out: Path) -> None:
     """Print the tables and write results.json + curve.png under ``out``."""
     total = sum(t["seconds"] for t in timings.values())
@@ -368,11 +377,7 @@ def report(hp: dict, timings: dict, curve: list[dict], final: dict, out: Path) -
     print(f"  Bbox2Caption exact match {final['bbox2caption/exact_match']:.3f}  "
           f"(chance {final['bbox2caption/exact_match_chance']:.3f}, "
           f"n={final['bbox2caption/n']:.0f})")  # fmt: skip
-    print("  Caption2Bbox by what the expression names: acc@0.5 / box on some region / the named"
-          " one of those (chance) / n")  # fmt: skip
-    for kind, m in final["by_expression"].items():
-        print(f"    {kind:<14} {m['acc@0.5']:.3f} / {m['any_object@0.5']:.3f} / "
-              f"{m['picks_named']:.2f} ({m['picks_chance']:.2f}) / {m['n']:.0f}")  # fmt: skip
+    print_by_expression(final["by_expression"], "  Caption2Bbox")
     results = {"hp": hp, "timings": timings, "curve": curve, "final": final}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_curve(curve, out / "curve.png")

@@ -126,11 +126,7 @@ def main() -> None:
     for split, samples in (("val", val), ("train250", train[:250])):
         by_kind = dq.grounding_by_expression(model, tok, samples, prompts)
         results[split] = by_kind
-        print(f"{split}: Caption2Bbox acc@0.5 / box on some region / the named one of those "
-              "(chance) / n")  # fmt: skip
-        for kind, m in by_kind.items():
-            print(f"  {kind:<14} {m['acc@0.5']:.3f} / {m['any_object@0.5']:.3f} / "
-                  f"{m['picks_named']:.2f} ({m['picks_chance']:.2f}) / {m['n']:.0f}")  # fmt: skip
+        dq.print_by_expression(by_kind, f"{split}: Caption2Bbox")
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {args.out / 'results.json'}")
 

@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(dq.HP["threads"])
     torch.manual_seed(0)
-    llm = GranViT._build_llm(get_preset(dq.HP["preset"], **dq.HP["model_overrides"]))
+    llm = GranViT(get_preset(dq.HP["preset"], **dq.HP["model_overrides"])).llm
     opt = torch.optim.AdamW(llm.parameters(), lr=args.lr, **dq.HP["adamw"])
     gen, held_out = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
     test = recall_batch(1024, args.pairs, held_out)
