@@ -65,9 +65,10 @@ from granvit_pipeline.training.granvit_data import fit_tokenizer
 # images (0.103), global task weight 0.4 (0.102), LLM init std 0.06 (0.197 / 0.162), and even
 # the caption before the image tokens in stage 2 (0.223, pick 0.42), the encoder trained in
 # stage 2 too (0.084, pick 0.35; both outside the method). Nor is the encoder the cause: stage
-# 2 on oracle object features picks at chance too (grounding_oracle.py), and the LLM does not
-# learn even two-pair recall in text within 24,000 steps (llm_recall.py). What helped is what eased
-# the model's work: 8 attention heads instead of 4 (+0.06 on two seeds), smooth
+# 2 on oracle object features picks at chance too (grounding_oracle.py); at batch 32 the LLM
+# does not learn even two-pair recall in text in 24,000 steps (llm_recall.py; at batch 128 it
+# does in ~2,000, yet oracle stage 2 at batch 128 memorises the train answers). What helped is
+# what eased the model's work: 8 attention heads instead of 4 (+0.06 on two seeds), smooth
 # coordinate-token embeddings (+0.03). What did not: a fixed 2-D position code on the image
 # tokens (0.094 / 0.058 at amplitude 0.3 / 0.1), stage-2 lr 5e-3 (0.044), soft coordinate
 # labels (0.073). Change values here, then mirror them in conf.

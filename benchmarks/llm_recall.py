@@ -9,7 +9,8 @@ form of the task, associative recall in text: ``k1 v1 k2 v2 ... <sep> kq -> vq``
 key and value tokens, loss on ``vq`` only. The LLM is the demo preset's (with the overrides of
 ``demo_quality.HP``), trained with the harness's optimizer settings. Prints accuracy on fresh
 sequences every ``--every`` steps next to chance (1 / pairs: a model that copies some value of
-the sequence without retrieving).
+the sequence without retrieving). The batch matters most: two pairs stay at chance for 24,000
+steps at the recipe's batch of 32 and pass 0.95 within 2,000 steps at ``--batch 128``.
 """
 
 from __future__ import annotations
