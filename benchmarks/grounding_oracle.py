@@ -27,6 +27,7 @@ import torch
 
 from granvit_pipeline.model import GranViT, PromptTemplates
 from granvit_pipeline.model.data import preprocess_image
+from granvit_pipeline.regions.boxes import normalize_xyxy
 from granvit_pipeline.regions.demo import DemoConfig, demo_scene
 from granvit_pipeline.regions.shards import ShardDataset
 from granvit_pipeline.training.granvit_data import fit_tokenizer
@@ -65,7 +66,7 @@ def oracle_tokens(sample: Mapping[str, Any], width: int, grid: int, box: bool) -
                 out[i, [COLOURS.index(o.colour), C + SHAPES.index(o.shape),
                         C + S + SIZES.index(o.size), IS_OBJECT]] = 1.0  # fmt: skip
             if box:
-                out[i, BOX : BOX + 4] = torch.tensor(b, dtype=torch.float32) / size * 2 - 1
+                out[i, BOX : BOX + 4] = torch.from_numpy(normalize_xyxy(b, size, size)) * 2 - 1
     return out
 
 
@@ -121,8 +122,9 @@ def main() -> None:
                for s in ("lm_warmup", "stage2") if hp[s]["steps"] > 0}  # fmt: skip
     for stage, t in timings.items():
         print(f"{stage}: {t['steps']} steps in {t['seconds']:.0f} s")
-    results: dict[str, Any] = {"hp": hp, "grid": args.grid, "box": not args.no_box}
-    results["timings"] = timings
+    results: dict[str, Any] = {
+        "hp": hp, "grid": args.grid, "box": not args.no_box, "timings": timings
+    }  # fmt: skip
     for split, samples in (("val", val), ("train250", train[:250])):
         by_kind = dq.grounding_by_expression(model, tok, samples, prompts)
         results[split] = by_kind
