@@ -50,19 +50,26 @@ def synthetic_batch(model: GranViT, batch: int, text: int, device: str) -> dict:
     }
 
 
-def build_objective(preset: str, distill: bool, device: str, dtype: torch.dtype) -> StageObjective:
-    cfg = get_preset(preset, attn_implementation="sdpa")
-    model = GranViT(cfg).to(device, dtype)
+def build_objective(
+    preset: str, distill: bool, device: str, dtype: torch.dtype, checkpointing: str
+) -> StageObjective:
+    overrides = (
+        {} if checkpointing == "preset" else {"gradient_checkpointing": checkpointing == "on"}
+    )
+    cfg = get_preset(preset, attn_implementation="sdpa", **overrides)
+    with torch.device(device):  # random init on the GPU: seconds instead of a minute on the CPU
+        model = GranViT(cfg).to(dtype)
     teacher = EMATeacher(model) if distill else None
     return StageObjective(model, "stage1", teacher, DistillConfig(), 1.0 if distill else 0.0)
 
 
-def plain_step(objective: StageObjective, batch: dict, device: str):
+def plain_step(objective: StageObjective, batch: dict, device: str, compile_model: bool):
     params = [p for p in objective.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
+    forward = torch.compile(objective) if compile_model else objective
 
     def step() -> float:
-        loss = objective(batch)["loss"]
+        loss = forward(batch)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -157,6 +164,23 @@ def _setup_single_process_env() -> None:
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")  # DeepSpeed chokes on "9.0a" (GPU.md)
 
 
+def measure_mode(mode: str, args: argparse.Namespace, device: str, dtype: torch.dtype) -> dict:
+    """Step time of one mode (``plain`` or ``ds``) on a fresh model."""
+    # DeepSpeed keeps fp32 master weights and casts itself (mixed precision).
+    model_dtype = dtype if mode == "plain" else torch.float32
+    objective = build_objective(args.preset, args.distill, device, model_dtype, args.checkpointing)
+    batch = synthetic_batch(objective.model, args.batch, args.text, device)
+    if mode == "plain":
+        step = plain_step(objective, batch, device, args.compile)
+    else:
+        step = deepspeed_step(objective, batch, device, args.batch)
+    seconds = time_steps(step, args.steps, device)
+    result = {"step_s": round(seconds, 4), "samples_per_s": round(args.batch / seconds, 2)}
+    if device == "cuda":
+        result["max_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="paper" if torch.cuda.is_available() else "demo")
@@ -165,6 +189,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--modes", default="plain,ds")
     parser.add_argument("--distill", action="store_true")
+    parser.add_argument(
+        "--checkpointing",
+        choices=("preset", "on", "off"),
+        default="preset",
+        help="activation checkpointing: the preset's setting (paper: on) or forced on/off",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile (plain mode)")
+    parser.add_argument("--out", type=Path, help="also write the report (JSON) here")
     parser.add_argument("--baseline", type=Path, help="the shared baseline_vlm_step.py")
     args = parser.parse_args()
     _setup_single_process_env()
@@ -176,31 +208,20 @@ def main() -> None:
         "batch": args.batch,
         "text": args.text,
         "distill": args.distill,
+        "checkpointing": args.checkpointing,
+        "compile": args.compile,
         "torch_threads": torch.get_num_threads(),
     }
     for mode in args.modes.split(","):
-        # DeepSpeed keeps fp32 master weights and casts itself (mixed precision).
-        objective = build_objective(
-            args.preset, args.distill, device, dtype if mode == "plain" else torch.float32
-        )
-        batch = synthetic_batch(objective.model, args.batch, args.text, device)
-        step = (
-            plain_step(objective, batch, device)
-            if mode == "plain"
-            else deepspeed_step(objective, batch, device, args.batch)
-        )
-        seconds = time_steps(step, args.steps, device)
-        report[mode] = {
-            "step_s": round(seconds, 4),
-            "samples_per_s": round(args.batch / seconds, 2),
-        }
+        try:
+            report[mode] = measure_mode(mode, args, device, dtype)
+        except Exception as error:  # an OOM in one mode should not hide the others
+            report[mode] = {"error": f"{type(error).__name__}: {error}"[:400]}
         if device == "cuda":
-            report[mode]["max_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         print(json.dumps(report), flush=True)
-        del objective, step
-    if "plain" in report and "ds" in report:
+    if "step_s" in report.get("plain", {}) and "step_s" in report.get("ds", {}):
         report["deepspeed_overhead_pct"] = round(
             100 * (report["ds"]["step_s"] / report["plain"]["step_s"] - 1), 1
         )
@@ -209,7 +230,7 @@ def main() -> None:
         report["baseline"] = base
         if "ds" in base and "samples_per_s" in base["ds"]:
             for mode in ("plain", "ds"):
-                if mode in report:
+                if "samples_per_s" in report.get(mode, {}):
                     ratio = report[mode]["samples_per_s"] / base["ds"]["samples_per_s"]
                     report[mode]["vs_baseline_ds"] = round(ratio, 3)
                     if device == "cuda":
@@ -217,6 +238,8 @@ def main() -> None:
                         mfu = 100 * work * report[mode]["samples_per_s"] / PEAK_BF16
                         report[mode]["mfu_pct_baseline_work"] = round(mfu, 1)
     print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
