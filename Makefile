@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint lock bench clean-data
+.PHONY: setup demo test lint lock bench gpu-bundle clean-data
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,21 @@ lock: setup
 
 bench: setup
 	$(BIN)/python benchmarks/data_pipeline.py
+
+# What benchmarks/gpu_train_step.sh needs on a GPU machine, in git-ignored folders to carry there
+# (../shared/GPU.md): .whl/ holds DeepSpeed (built without its JIT ops) and the pins that the
+# GPU image lacks or has in other versions, for its Python 3.12; .gpu/ the shared baseline.
+GPU_WHEELS := pydantic pydantic_core annotated-types typing-inspection typing_extensions hjson \
+	transformers huggingface_hub httpx2 httpcore2 truststore tokenizers typer
+
+gpu-bundle: setup
+	rm -rf .whl .gpu && mkdir -p .whl .gpu
+	cp ../shared/benchmarks/baseline_vlm_step.py .gpu/
+	DS_BUILD_OPS=0 $(BIN)/pip wheel -q --no-deps --no-build-isolation -c constraints.txt \
+		deepspeed -w .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -c constraints.txt -d .whl $(GPU_WHEELS)
 
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete 2>/dev/null || true

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # The stage-1 step on one GPU, beside the shared baseline, in one device call (../shared/GPU.md).
 #
-# Run from the repo root on the GPU machine with these carried (ignored by git):
-#   .whl/  DeepSpeed (DS_BUILD_OPS=0 wheel) and the project's pins the GPU image lacks or has
-#          in other versions: pydantic(-core), annotated-types, typing-inspection,
-#          typing-extensions, hjson, transformers, huggingface_hub, httpx2, httpcore2,
-#          truststore, tokenizers, typer
-#   .gpu/baseline_vlm_step.py  a copy of ../shared/benchmarks/baseline_vlm_step.py
+# `make gpu-bundle` here first: it fills the git-ignored .whl/ (DeepSpeed and the project's pins
+# that the GPU image lacks or has in other versions) and .gpu/ (the shared baseline). Then run
+# this from the repo root on the GPU machine with .whl and .gpu carried (device run: timeout_s
+# 570; the parts below are limited to 550 s together).
 # Writes one JSON report per part to $OUT and all output to $OUT/gpu_train_step.log. Each part
 # has its own time limit, so a slow or failing one leaves the others' figures.
 set -u
