@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,21 @@ def test_export_full_round_trip(tiny_model: GranViT, tokenizer: Any, tmp_path: P
     torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
     saved = GranViTConfig.model_validate_json((tmp_path / "full" / "granvit.json").read_text())
     assert saved.vision_weights_dir is None and saved.vision == tiny_model.config.vision
+
+
+def test_bf16_export_loads_back_in_fp32(tiny_model: GranViT, tmp_path: Path) -> None:
+    """A GPU run exports bf16 weights; loading must not mix them with the fp32 projector."""
+    half = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    export_full(half, tmp_path / "bf16", None)
+    model, _ = load_full(tmp_path / "bf16")
+    expected = dict(half.named_parameters())
+    for name, value in model.named_parameters():
+        assert value.dtype == torch.float32, name
+        assert torch.equal(value, expected[name].float()), name
+    ids = torch.randint(5, 50, (2, 7))
+    s = model.image_size
+    out = model(ids, torch.ones_like(ids), ids, pixel_values=torch.randn(2, 3, s, s))
+    assert torch.isfinite(out.loss)
 
 
 def test_mismatched_weights_are_refused(tiny_model: GranViT, tmp_path: Path) -> None:

@@ -90,7 +90,13 @@ def _qwen2_config(cfg: GranViTConfig) -> Qwen2Config:
 
 
 def _load_local(cls: type, path: Path, what: str, attn: str) -> nn.Module:
-    """``cls.from_pretrained`` of a local directory only (never the hub)."""
+    """``cls.from_pretrained`` of a local directory only (never the hub), in fp32.
+
+    Why fp32: transformers loads in the checkpoint's dtype, so a bf16 export (any GPU run) or a
+    bf16 release would come back bf16 beside the fp32 projector, and the forward fails on the
+    mixed dtypes; the EMA teacher copied from it would lose its fp32 precision. The model is
+    always built in fp32; the training engine (DeepSpeed bf16) or the caller casts it.
+    """
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
@@ -98,7 +104,9 @@ def _load_local(cls: type, path: Path, what: str, attn: str) -> nn.Module:
             "directory written by save_pretrained (config.json + *.safetensors)"
         )
     logger.info("loading %s weights from %s", what, path)
-    return cls.from_pretrained(path, local_files_only=True, attn_implementation=attn)
+    return cls.from_pretrained(
+        path, local_files_only=True, attn_implementation=attn, dtype=torch.float32
+    )
 
 
 def _check_loaded(what: str, path: Path, pairs: dict[str, tuple[object, object]]) -> None:

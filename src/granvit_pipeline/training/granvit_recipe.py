@@ -184,6 +184,10 @@ class FP32Teacher(EMATeacher):
     """EMA teacher kept in fp32 while the student may run in bf16 (DeepSpeed casts the student
     only): the EMA stays exact and the crops are cast to the teacher's dtype."""
 
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__(student)
+        self.encoder.float()
+
     @torch.no_grad()
     def encode(self, pixel_values: Tensor, layer: int | None = None) -> Tensor:
         dtype = next(self.encoder.parameters()).dtype
