@@ -1,7 +1,8 @@
 """Stage-1 step throughput: our GranViT step (plain torch and DeepSpeed) vs the shared baseline.
 
-    # GPU, beside the baseline in the same run (same machine):
-    python benchmarks/train_step.py --preset paper --batch 16 \
+    # GPU, beside the baseline in the same run (same machine); benchmarks/gpu_train_step.sh
+    # runs this with the levers below in one device call:
+    python benchmarks/train_step.py --preset paper --batch 16 --checkpointing off \
         --baseline ../shared/benchmarks/baseline_vlm_step.py
     # CPU: the demo preset, DeepSpeed overhead vs a plain torch loop
     python benchmarks/train_step.py --preset demo --batch 32
@@ -9,7 +10,9 @@
 The step is GranViT stage 1 exactly as training runs it (``StageObjective``): encoder +
 projector trained, LLM frozen with gradients flowing through it, loss on the answer tokens
 only (the LM head runs over text positions alone), synthetic pixels and ``--text`` answer
-tokens per sample like the baseline. ``--distill`` adds self-distillation (EMA teacher on
+tokens per sample like the baseline. ``--checkpointing`` keeps the preset's activation
+checkpointing (paper: on; the baseline has none) or forces it on/off; ``--compile`` runs the
+plain step through ``torch.compile``. ``--distill`` adds self-distillation (EMA teacher on
 one box crop per sample), which the baseline does not do. DeepSpeed uses the project's
 ``conf/base/deepspeed`` template resolved by the trainer (ZeRO-2; bf16 on CUDA, fp32 on CPU).
 The baseline's samples/s come from its own script run in a subprocess here; the ratio is ours
