@@ -249,15 +249,22 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> TrainRes
     (`NonFiniteLossError`, `TrainingOOMError`, `TrainingStopped`) or `CheckpointError`;
     on error nothing is exported and no DONE marker is written.
     """
-    ctx = setup(cfg)
+    # ZeRO-3 replaces torch.nn.functional.linear process-wide with its own autograd function
+    # ("persists unless manually reset", DeepSpeed): its backward rounds differently, so a later
+    # run in this process (a Kedro session, a test) would not match a fresh process bit for bit.
+    linear = torch.nn.functional.linear
     try:
-        callbacks = list(callbacks) if ctx.rank == 0 else []
-        for callback in callbacks:
-            callback.on_train_start(ctx.run_config)
-        final_loss, last_ckpt = loop.run(ctx, callbacks, ctx.cfg.output_dir / METRICS)
-        result = _finish(ctx, final_loss, last_ckpt)
-        for callback in callbacks:
-            callback.on_train_end(result)
-        return result
+        ctx = setup(cfg)
+        try:
+            callbacks = list(callbacks) if ctx.rank == 0 else []
+            for callback in callbacks:
+                callback.on_train_start(ctx.run_config)
+            final_loss, last_ckpt = loop.run(ctx, callbacks, ctx.cfg.output_dir / METRICS)
+            result = _finish(ctx, final_loss, last_ckpt)
+            for callback in callbacks:
+                callback.on_train_end(result)
+            return result
+        finally:
+            ctx.engine.destroy()
     finally:
-        ctx.engine.destroy()
+        torch.nn.functional.linear = linear
