@@ -147,10 +147,17 @@ def run_baseline(script: Path, args: argparse.Namespace) -> dict:
     from granvit_pipeline.training.engine import free_port
 
     env = {**os.environ, "MASTER_PORT": str(free_port())}  # ours still holds its port
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    # Its JSON after each mode goes to our output as it comes: a run cut off by a time limit
+    # still shows the modes that finished.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            if line.startswith("{"):
+                print(f"baseline: {line.strip()}", flush=True)
+                lines.append(line)
     if not lines:
-        return {"error": out.stderr[-2000:]}
+        return {"error": f"the baseline printed no result (exit {proc.returncode})"}
     return json.loads(lines[-1])
 
 
@@ -224,6 +231,7 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         print(json.dumps(report), flush=True)
+        write_report(report, args.out)
     if "step_s" in report.get("plain", {}) and "step_s" in report.get("ds", {}):
         report["deepspeed_overhead_pct"] = round(
             100 * (report["ds"]["step_s"] / report["plain"]["step_s"] - 1), 1
@@ -241,8 +249,15 @@ def main() -> None:
                         mfu = 100 * work * report[mode]["samples_per_s"] / PEAK_BF16
                         report[mode]["mfu_pct_baseline_work"] = round(mfu, 1)
     print(json.dumps(report, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
+    write_report(report, args.out)
+
+
+def write_report(report: dict, path: Path | None) -> None:
+    """The report so far to ``path`` (whole file replaced: a reader never sees half of it)."""
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(path)
 
 
 if __name__ == "__main__":
