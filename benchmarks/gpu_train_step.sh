@@ -6,8 +6,8 @@
 # this from the repo root on the GPU machine with .whl and .gpu carried (device run: timeout_s
 # 590; the parts share a 560 s budget, in order of priority: the baseline's three models are
 # built on the CPU, 43 s each on 2 cores here).
-# Writes one JSON report per part to $OUT and all output to $OUT/gpu_train_step.log. Each part
-# has its own time limit, so a slow or failing one leaves the others' figures.
+# Writes a JSON report per train_step part to $OUT and all output to $OUT/gpu_train_step.log.
+# Each part has its own time limit, so a slow or failing one leaves the others' figures.
 set -u
 OUT=${OUT:-/tmp/gpu_train_step}
 mkdir -p "$OUT"
@@ -28,35 +28,30 @@ limit() {  # limit SECONDS: the smaller of SECONDS and what is left before the d
     echo $((left < $1 ? left : $1))
 }
 
-part() {  # part NAME SECONDS ARGS...: one train_step.py run, report in $OUT/NAME.json
+part() {  # part NAME SECONDS COMMAND...: COMMAND within SECONDS and the deadline, into the log
     local name=$1 seconds
     seconds=$(limit "$2")
     shift 2
     if [ "$seconds" -lt 20 ]; then echo "== $name skipped: out of time" | tee -a "$LOG"; return; fi
-    echo "== $name: $* (${seconds} s, $(date +%T))" | tee -a "$LOG"
-    timeout "$seconds" python3 benchmarks/train_step.py --preset "$PRESET" --out "$OUT/$name.json" \
-        "$@" >>"$LOG" 2>&1 || echo "== $name exited with $?" | tee -a "$LOG"
+    echo "== $name (${seconds} s, $(date +%T))" | tee -a "$LOG"
+    timeout "$seconds" "$@" >>"$LOG" 2>&1 || echo "== $name exited with $?" | tee -a "$LOG"
     [ -f "$OUT/$name.json" ] && cat "$OUT/$name.json"
+}
+
+step() {  # step NAME SECONDS ARGS...: one train_step.py run, report in $OUT/NAME.json
+    part "$1" "$2" python3 benchmarks/train_step.py --preset "$PRESET" --out "$OUT/$1.json" "${@:3}"
 }
 
 # The headline: our step as training runs it (plain torch and the DeepSpeed engine), no
 # activation checkpointing, vs the baseline's three modes at the same batch.
-part main 380 --batch "$BATCH" --checkpointing off --modes plain,ds \
+step main 380 --batch "$BATCH" --checkpointing off --modes plain,ds \
     --baseline .gpu/baseline_vlm_step.py
 # The training test that runs on the GPU when there is one: stage 1 in bf16 (FusedAdam, NCCL)
 # under ZeRO-2 and ZeRO-3, fp32 EMA teacher, frozen LLM. The top conftest needs Kedro, which the
 # GPU image lacks; the training conftest does not.
-seconds=$(limit 90)
-if [ "$seconds" -ge 20 ]; then
-    echo "== tests (${seconds} s, $(date +%T))" | tee -a "$LOG"
-    timeout "$seconds" python3 -m pytest -q -p no:cacheprovider -k bf16 \
-        tests/training/test_granvit_training.py --confcutdir=tests/training >"$OUT/tests.log" 2>&1
-    echo "== tests exited with $?" | tee -a "$LOG"
-    tail -n 15 "$OUT/tests.log"
-else
-    echo "== tests skipped: out of time" | tee -a "$LOG"
-fi
+part tests 90 python3 -m pytest -q -p no:cacheprovider -k bf16 \
+    tests/training/test_granvit_training.py --confcutdir=tests/training
 # Levers, ours only: twice the batch; the paper preset's checkpointing; torch.compile.
-part batch32 40 --batch 32 --checkpointing off --modes plain
-part checkpointing 40 --batch "$BATCH" --checkpointing on --modes plain
-part compile 70 --batch "$BATCH" --checkpointing off --modes plain --compile
+step batch32 40 --batch 32 --checkpointing off --modes plain
+step checkpointing 40 --batch "$BATCH" --checkpointing on --modes plain
+step compile 70 --batch "$BATCH" --checkpointing off --modes plain --compile
