@@ -42,9 +42,10 @@ step() {  # step NAME SECONDS ARGS...: one train_step.py run, report in $OUT/NAM
     part "$1" "$2" python3 benchmarks/train_step.py --preset "$PRESET" --out "$OUT/$1.json" "${@:3}"
 }
 
-# The headline: our step as training runs it (plain torch and the DeepSpeed engine), no
-# activation checkpointing, vs the baseline's three modes at the same batch.
-step main 380 --batch "$BATCH" --checkpointing off --modes plain,ds \
+# The headline: our step as training runs it (plain torch, the DeepSpeed engine under ZeRO-2 as
+# the baseline, and under ZeRO-0: one GPU has nothing to partition), no activation
+# checkpointing, vs the baseline's three modes at the same batch.
+step main 380 --batch "$BATCH" --checkpointing off --modes plain,ds,ds0 \
     --baseline .gpu/baseline_vlm_step.py
 # The training test that runs on the GPU when there is one: stage 1 in bf16 (FusedAdam, NCCL)
 # under ZeRO-2 and ZeRO-3, fp32 EMA teacher, frozen LLM. The top conftest needs Kedro, which the

@@ -14,7 +14,9 @@ tokens per sample like the baseline. ``--checkpointing`` keeps the preset's acti
 checkpointing (paper: on; the baseline has none) or forces it on/off; ``--compile`` runs the
 plain step through ``torch.compile``. ``--distill`` adds self-distillation (EMA teacher on
 one box crop per sample), which the baseline does not do. DeepSpeed uses the project's
-``conf/base/deepspeed`` template resolved by the trainer (ZeRO-2; bf16 on CUDA, fp32 on CPU).
+``conf/base/deepspeed`` templates resolved by the trainer (bf16 on CUDA, fp32 on CPU): mode
+``ds`` is ZeRO-2 (what the baseline runs), ``ds0`` ZeRO-0. With one process ZeRO has nothing to
+partition across, so ``ds0`` shows what stage 2's gradient bucketing costs there.
 The baseline's samples/s come from its own script run in a subprocess here; the ratio is ours
 over its DeepSpeed mode. MFU is counted with the baseline's FLOPs per sample (work-equivalent).
 """
@@ -82,7 +84,12 @@ def plain_step(objective: StageObjective, batch: dict, device: str, compile_mode
     return step
 
 
-def deepspeed_step(objective: StageObjective, batch: dict, device: str, micro_batch: int):
+DEEPSPEED_MODES = {"ds": 2, "ds0": 0}  # mode -> ZeRO stage
+
+
+def deepspeed_step(
+    objective: StageObjective, batch: dict, device: str, micro_batch: int, zero_stage: int
+):
     import deepspeed
 
     from granvit_pipeline.training.config import (
@@ -91,13 +98,17 @@ def deepspeed_step(objective: StageObjective, batch: dict, device: str, micro_ba
         resolve_deepspeed_config,
     )
 
-    template = "zero2_bf16.json" if device == "cuda" else "zero2_cpu.json"
+    if zero_stage == 0:
+        template = "zero0.json"
+    else:
+        template = "zero2_bf16.json" if device == "cuda" else "zero2_cpu.json"
     path = REPO / "conf" / "base" / "deepspeed" / template
     cfg = TrainConfig(
         recipe="toy",
         steps=10**6,
         micro_batch_size=micro_batch,
         lr=1e-5,
+        zero_stage=zero_stage,
         deepspeed_config=path,
         output_dir=Path("/tmp/train_step_bench"),
     )
@@ -175,7 +186,7 @@ def _setup_single_process_env() -> None:
 
 
 def measure_mode(mode: str, args: argparse.Namespace, device: str, dtype: torch.dtype) -> dict:
-    """Step time of one mode (``plain`` or ``ds``) on a fresh model."""
+    """Step time of one mode (``plain``, ``ds`` or ``ds0``) on a fresh model."""
     # DeepSpeed keeps fp32 master weights and casts itself (mixed precision).
     model_dtype = dtype if mode == "plain" else torch.float32
     objective = build_objective(args.preset, args.distill, device, model_dtype, args.checkpointing)
@@ -183,7 +194,7 @@ def measure_mode(mode: str, args: argparse.Namespace, device: str, dtype: torch.
     if mode == "plain":
         step = plain_step(objective, batch, device, args.compile)
     else:
-        step = deepspeed_step(objective, batch, device, args.batch)
+        step = deepspeed_step(objective, batch, device, args.batch, DEEPSPEED_MODES[mode])
     seconds = time_steps(step, args.steps, device)
     result = {"step_s": round(seconds, 4), "samples_per_s": round(args.batch / seconds, 2)}
     if device == "cuda":
@@ -197,7 +208,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--text", type=int, default=48)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--modes", default="plain,ds")
+    parser.add_argument("--modes", default="plain,ds,ds0", help="of plain, ds, ds0")
     parser.add_argument("--distill", action="store_true")
     parser.add_argument(
         "--checkpointing",
@@ -209,6 +220,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the report (JSON) here")
     parser.add_argument("--baseline", type=Path, help="the shared baseline_vlm_step.py")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if set(modes) - {"plain", *DEEPSPEED_MODES}:
+        parser.error(f"--modes: choose from plain, {', '.join(DEEPSPEED_MODES)}")
     _setup_single_process_env()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -222,7 +236,7 @@ def main() -> None:
         "compile": args.compile,
         "torch_threads": torch.get_num_threads(),
     }
-    for mode in args.modes.split(","):
+    for mode in modes:
         try:
             report[mode] = measure_mode(mode, args, device, dtype)
         except Exception as error:  # an OOM in one mode should not hide the others
@@ -232,15 +246,15 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         print(json.dumps(report), flush=True)
         write_report(report, args.out)
-    if "step_s" in report.get("plain", {}) and "step_s" in report.get("ds", {}):
-        report["deepspeed_overhead_pct"] = round(
-            100 * (report["ds"]["step_s"] / report["plain"]["step_s"] - 1), 1
-        )
+    for mode in DEEPSPEED_MODES:  # DeepSpeed's cost over the plain torch step
+        if "step_s" in report.get("plain", {}) and "step_s" in report.get(mode, {}):
+            overhead = 100 * (report[mode]["step_s"] / report["plain"]["step_s"] - 1)
+            report[mode]["overhead_vs_plain_pct"] = round(overhead, 1)
     if args.baseline:
         base = run_baseline(args.baseline, args)
         report["baseline"] = base
         if "ds" in base and "samples_per_s" in base["ds"]:
-            for mode in ("plain", "ds"):
+            for mode in ("plain", *DEEPSPEED_MODES):
                 if "samples_per_s" in report.get(mode, {}):
                     ratio = report[mode]["samples_per_s"] / base["ds"]["samples_per_s"]
                     report[mode]["vs_baseline_ds"] = round(ratio, 3)
