@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from granvit_pipeline.regions.quarantine import DataError, Quarantine
-from granvit_pipeline.regions.readers._rows import RegionList
+from granvit_pipeline.regions.readers._rows import ImageMeta, RegionList
+from granvit_pipeline.regions.schema import assign_split
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +151,23 @@ def read_image_size(path: Path) -> tuple[int, int]:
             "image_unreadable", f"cannot read image header of {path}: {err}"
         ) from None
     return int(width), int(height)
+
+
+def image_file_meta(
+    image_id: str, source: str, kind: str, path: Path, split_fractions: Mapping[str, float]
+) -> ImageMeta:
+    """Image-level columns of an image file on disk: size from its header, split from its id.
+
+    For formats whose annotations do not state the image size (ICDAR, Visual Genome). Raises
+    :class:`ImageProblem` as :func:`read_image_size` does.
+    """
+    width, height = read_image_size(path)
+    return ImageMeta(
+        image_id=image_id,
+        source=source,
+        kind=kind,
+        width=width,
+        height=height,
+        image_path=str(path),
+        split=assign_split(image_id, split_fractions),
+    )

@@ -35,17 +35,16 @@ from granvit_pipeline.regions.quarantine import DataError, Quarantine
 from granvit_pipeline.regions.readers._io import (
     ImageProblem,
     Rejector,
+    image_file_meta,
     iter_lines,
-    read_image_size,
 )
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
     BatchBuilder,
-    ImageMeta,
     RegionList,
 )
 from granvit_pipeline.regions.readers.config import SourceConfig
-from granvit_pipeline.regions.schema import DEFAULT_SPLIT_FRACTIONS, assign_split
+from granvit_pipeline.regions.schema import DEFAULT_SPLIT_FRACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +97,10 @@ def read_icdar(
             continue
         try:
             image_path = locate_image(cfg.images, stem)
-            width, height = read_image_size(image_path)
+            meta = image_file_meta(image_id, source, "ocr", image_path, split_fractions)
         except ImageProblem as problem:
             reject.regions(regions, problem.rule, problem.reason, image_id=image_id)
             continue
-        meta = ImageMeta(
-            image_id=image_id,
-            source=source,
-            kind="ocr",
-            width=width,
-            height=height,
-            image_path=str(image_path),
-            split=assign_split(image_id, split_fractions),
-        )
         yield from builder.add(meta, regions, regions.box_array())
     yield from builder.finish()
     logger.info(

@@ -29,13 +29,12 @@ from granvit_pipeline.regions.quarantine import DataError, Quarantine
 from granvit_pipeline.regions.readers._io import (
     ImageProblem,
     Rejector,
+    image_file_meta,
     load_json,
-    read_image_size,
 )
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
     BatchBuilder,
-    ImageMeta,
     RecordProblem,
     RegionList,
     get_id,
@@ -43,7 +42,7 @@ from granvit_pipeline.regions.readers._rows import (
     is_number,
 )
 from granvit_pipeline.regions.readers.config import SourceConfig
-from granvit_pipeline.regions.schema import DEFAULT_SPLIT_FRACTIONS, assign_split
+from granvit_pipeline.regions.schema import DEFAULT_SPLIT_FRACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -78,19 +77,10 @@ def read_vg(
             continue
         image_path = cfg.images / f"{key}.jpg"
         try:
-            width, height = read_image_size(image_path)
+            meta = image_file_meta(image_id, source, "natural", image_path, split_fractions)
         except ImageProblem as problem:
             reject.regions(regions, problem.rule, problem.reason, image_id=image_id)
             continue
-        meta = ImageMeta(
-            image_id=image_id,
-            source=source,
-            kind="natural",
-            width=width,
-            height=height,
-            image_path=str(image_path),
-            split=assign_split(image_id, split_fractions),
-        )
         yield from builder.add(meta, regions, xywh_to_xyxy(regions.box_array()))
     yield from builder.finish()
     logger.info(
