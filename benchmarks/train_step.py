@@ -16,7 +16,7 @@ plain step through ``torch.compile``. ``--distill`` adds self-distillation (EMA 
 one box crop per sample), which the baseline does not do. DeepSpeed uses the project's
 ``conf/base/deepspeed`` templates resolved by the trainer (bf16 on CUDA, fp32 on CPU): mode
 ``ds`` is ZeRO-2 (what the baseline runs), ``ds0`` ZeRO-0. With one process ZeRO has nothing to
-partition across, so ``ds0`` shows what stage 2's gradient bucketing costs there.
+partition across, so ``ds0`` shows what ZeRO-2's gradient bucketing costs there.
 The baseline's samples/s come from its own script run in a subprocess here; the ratio is ours
 over its DeepSpeed mode. MFU is counted with the baseline's FLOPs per sample (work-equivalent).
 """
