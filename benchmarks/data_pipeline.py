@@ -111,7 +111,7 @@ def stage_gx_only(workdir: Path, regions: int, rows: int = 200_000) -> dict:
     import pyarrow as pa
 
     from granvit_pipeline.datasets.region_table import RegionTable
-    from granvit_pipeline.regions.expectations import (
+    from granvit_pipeline.regions.validation.expectations import (
         RegionSuiteRunner,
         build_region_suite,
         run_region_suite,

@@ -51,9 +51,9 @@ from granvit_pipeline.model.data import preprocess_image
 from granvit_pipeline.model.export import export_full
 from granvit_pipeline.model.tokenizer import coordinate_token_values
 from granvit_pipeline.regions.demo import DemoConfig
-from granvit_pipeline.regions.demo_language import RELATIONS
+from granvit_pipeline.regions.demo.language import RELATIONS
 from granvit_pipeline.regions.shards import ShardDataset
-from granvit_pipeline.training.granvit_data import fit_tokenizer
+from granvit_pipeline.training.granvit.data import fit_tokenizer
 
 # Best recipe found in the searches on the shared 2-core box (closing notes of the training
 # issue): still far from the 0.5 goal (Caption2Bbox acc@0.5 0.16-0.19 at seed 0, 0.15-0.16 at

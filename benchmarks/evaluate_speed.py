@@ -28,8 +28,8 @@ from granvit_pipeline.evaluation import eligible_pairs, evaluate_regions, probe_
 from granvit_pipeline.evaluation.loading import resolve_device
 from granvit_pipeline.model import GranViT, PromptTemplates, fit_vocab, get_preset
 from granvit_pipeline.regions.shards import ShardDataset
-from granvit_pipeline.training.granvit_data import fit_tokenizer
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES_PER_REGION = 0.45  # demo images carry ~2.8 target regions each; generate with margin

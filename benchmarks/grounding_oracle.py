@@ -30,7 +30,7 @@ from granvit_pipeline.model.data import preprocess_image
 from granvit_pipeline.regions.boxes import normalize_xyxy
 from granvit_pipeline.regions.demo import DemoConfig, demo_scene
 from granvit_pipeline.regions.shards import ShardDataset
-from granvit_pipeline.training.granvit_data import fit_tokenizer
+from granvit_pipeline.training.granvit.data import fit_tokenizer
 
 DEMO = DemoConfig()  # the conf's ingest.demo must be the defaults: checked per image below
 COLOURS, SHAPES, SIZES = list(DEMO.colours), list(DEMO.shapes), list(DEMO.sizes)

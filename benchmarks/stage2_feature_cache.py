@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from granvit_pipeline.training.config import TrainConfig
-from granvit_pipeline.training.granvit_recipe import RECIPE, GranViTRecipe
+from granvit_pipeline.training.granvit.recipe import GranViTRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def recipe_args(models: Path, cache_images: int) -> dict[str, Any]:
 
 def build(models: Path, cache_images: int, batch: int, out: Path) -> tuple[Any, ...]:
     cfg = TrainConfig(
-        recipe=RECIPE, steps=1, micro_batch_size=batch, lr=1e-4, output_dir=out,
+        recipe=GranViTRecipe, steps=1, micro_batch_size=batch, lr=1e-4, output_dir=out,
         deepspeed_config=REPO / "conf/base/deepspeed/zero2_cpu.json",
         recipe_args=recipe_args(models, cache_images),
     )  # fmt: skip

@@ -67,15 +67,15 @@ class AlternatingTimer:
 
 def stage_configs(root: Path, steps: int) -> tuple[Any, Any]:
     """lm_warmup (1 step) and stage 1 (``steps``) TrainConfigs from the project's parameters."""
-    from granvit_pipeline.pipelines.pretrain.params import (
+    from granvit_pipeline.training.granvit.data import fit_tokenizer
+    from granvit_pipeline.training.granvit.params import (
         CommonParams,
         StageParams,
         TokenizerParams,
         train_config,
     )
-    from granvit_pipeline.training.granvit_data import fit_tokenizer
-    from granvit_pipeline.training.granvit_recipe import GranViTArgs
-    from granvit_pipeline.training.granvit_smoke import write_demo_shards
+    from granvit_pipeline.training.granvit.recipe import GranViTArgs
+    from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
     params = yaml.safe_load((REPO / "conf/base/parameters_pretrain.yml").read_text())["pretrain"]
     common = CommonParams(**{**params["common"], "output_root": root / "models"})
@@ -139,9 +139,9 @@ def main() -> None:
 
     from mlflow import MlflowClient
 
-    from granvit_pipeline.pipelines.pretrain.params import train_config
     from granvit_pipeline.tracking import MlflowCallback
     from granvit_pipeline.training.engine import train
+    from granvit_pipeline.training.granvit.params import train_config
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -97,6 +97,7 @@ def deepspeed_step(
         load_template,
         resolve_deepspeed_config,
     )
+    from granvit_pipeline.training.toy import ToyRecipe
 
     if zero_stage == 0:
         template = "zero0.json"
@@ -104,7 +105,7 @@ def deepspeed_step(
         template = "zero2_bf16.json" if device == "cuda" else "zero2_cpu.json"
     path = REPO / "conf" / "base" / "deepspeed" / template
     cfg = TrainConfig(
-        recipe="toy",
+        recipe=ToyRecipe,
         steps=10**6,
         micro_batch_size=micro_batch,
         lr=1e-5,

@@ -25,12 +25,12 @@ from pathlib import Path
 import yaml
 
 from granvit_pipeline.model.prompts import PromptTemplates
-from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams, train_config
-from granvit_pipeline.pipelines.tune.objective import StageObjective
 from granvit_pipeline.training.engine import train
-from granvit_pipeline.training.granvit_data import fit_tokenizer
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.params import CommonParams, StageParams, train_config
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 from granvit_pipeline.tuning.config import TuneConfig
+from granvit_pipeline.tuning.objective import TrialObjective
 from granvit_pipeline.tuning.study import open_study, run_worker, storage_url, summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def search(root: Path, inputs: dict, args: argparse.Namespace, pruner: str) -> d
     params["objective"]["score"] |= {"device": "cpu"}  # val_loss on the first 128 val images
     cfg = TuneConfig.model_validate(params)
     study = open_study(cfg.study, cfg.pruner)
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study), inputs["shards"], inputs["tokenizer"], inputs["init_from"],
         inputs["common"], {"stage1": inputs["stage1"]},
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,64 @@ SHARED = REPO_ROOT.parent / "shared"
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO_ROOT / ".torch_extensions"))
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the caller's MLflow server nor a leaked run id reaches a test."""
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models are dominated by thread sync: on a shared 2-core box one thread is faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def prompts():
+    """The paper's prompt templates."""
+    from granvit_pipeline.model.prompts import PromptTemplates
+
+    return PromptTemplates()
+
+
+@pytest.fixture(scope="module")  # not session: each test directory has its own ``samples``
+def tokenizer(samples: list[dict], prompts):
+    """A tokenizer trained on the directory's ``samples`` fixture, the prompts and some boxes."""
+    from granvit_pipeline.model.box_codec import coordinate_strings, format_box
+    from granvit_pipeline.model.tokenizer import train_tokenizer
+
+    texts = [prompts.global_caption, prompts.bbox2caption, prompts.caption2bbox]
+    for s in samples:
+        texts += [r["text"] for r in s["regions"]] + [s["global_caption"] or ""]
+    texts += [format_box([float(a), 0.5, 1.0, 1.0]) for a in coordinate_strings()[:10]]
+    return train_tokenizer(texts * 2, vocab_size=1000)
+
+
+@pytest.fixture
+def tiny_config(tokenizer):
+    """The tiny preset with the tokenizer's vocabulary."""
+    from granvit_pipeline.model.config import fit_vocab, get_preset
+
+    return fit_vocab(get_preset("tiny"), len(tokenizer))
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    """A tiny GranViT, seeded."""
+    import torch
+
+    from granvit_pipeline.model.modeling import GranViT
+
+    torch.manual_seed(0)
+    return GranViT(tiny_config)
 
 
 @pytest.fixture(scope="session")

@@ -39,8 +39,84 @@ def test_catalog_resolves_and_names_known_types() -> None:
         assert "${" not in json.dumps(entry), f"catalog entry {name} has an unresolved reference"
 
 
+def _validate_pretrain(params: dict) -> None:
+    from granvit_pipeline.training.granvit.params import PretrainParams
+
+    PretrainParams.model_validate(params["pretrain"])
+
+
+def _validate_adapt(params: dict) -> None:
+    from granvit_pipeline.training.granvit.params import AdaptParams, CommonParams
+
+    AdaptParams.model_validate(params["adapt"]).checked(
+        CommonParams(**params["pretrain"]["common"])
+    )
+
+
+def _validate_ingest(params: dict) -> None:
+    from granvit_pipeline.regions.readers import IngestParams
+
+    IngestParams.model_validate(params["ingest"])
+
+
+def _validate_validate(params: dict) -> None:
+    from granvit_pipeline.regions.readers import IngestParams
+    from granvit_pipeline.regions.validation import ValidateParams
+
+    ValidateParams.model_validate(params["validate"]).config_for(IngestParams(**params["ingest"]))
+
+
+def _validate_shard(params: dict) -> None:
+    from granvit_pipeline.regions.shards import ShardConfig
+
+    ShardConfig.model_validate(params["shard"])
+
+
+def _validate_evaluate(params: dict) -> None:
+    from granvit_pipeline.evaluation.config import EvaluateParams
+
+    EvaluateParams.model_validate(params["evaluate"])
+
+
+def _validate_register(params: dict) -> None:
+    from granvit_pipeline.registry import RegisterParams
+
+    RegisterParams.model_validate(params["register"])
+
+
+def _validate_tune(params: dict) -> None:
+    from granvit_pipeline.tuning.config import TuneConfig
+
+    TuneConfig.model_validate(params["tune"])
+
+
+# conf/base/parameters_<pipeline>.yml -> the check its nodes make (the model they validate).
+PARAMETER_MODELS = {
+    "pretrain": _validate_pretrain,
+    "adapt": _validate_adapt,
+    "ingest": _validate_ingest,
+    "validate": _validate_validate,
+    "shard": _validate_shard,
+    "evaluate": _validate_evaluate,
+    "register": _validate_register,
+    "tune": _validate_tune,
+}
+
+
+def test_every_parameters_file_has_a_model() -> None:
+    files = {p.stem.removeprefix("parameters_") for p in (CONF / "base").glob("parameters_*.yml")}
+    assert files == set(PARAMETER_MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETER_MODELS))
+def test_parameters_file_validates_against_its_model(name: str) -> None:
+    params = _loader()["parameters"]
+    assert name in params, f"parameters_{name}.yml defines no top-level {name!r}"
+    PARAMETER_MODELS[name](params)
+
+
 def test_parameters_validate_against_their_models() -> None:
-    from granvit_pipeline.pipelines.ingest.nodes import IngestParams
+    from granvit_pipeline.regions.readers import IngestParams
 
     params = _loader()["parameters"]
     ingest = IngestParams(**params["ingest"])
@@ -51,7 +127,7 @@ def test_parameters_validate_against_their_models() -> None:
 def test_unknown_parameter_key_is_an_error() -> None:
     from pydantic import ValidationError
 
-    from granvit_pipeline.pipelines.ingest.nodes import IngestParams
+    from granvit_pipeline.regions.readers import IngestParams
 
     params = _loader()["parameters"]["ingest"]
     with pytest.raises(ValidationError, match="formt"):

@@ -31,7 +31,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "adapt": adapt.create_pipeline(),
         "base_encoder": pretrain.create_base_encoder_pipeline(),
         "evaluate": evaluate.create_pipeline(),
-        "ablation": ablation.create_pipeline(),
+        "ablation": pretrain.create_base_encoder_pipeline() + ablation.create_pipeline(),
         "tune": tune.create_pipeline(),
         "register": register.create_pipeline(),
     }

@@ -103,6 +103,8 @@ def _imported_packages(pipeline: str) -> set[str]:
             return f"pipelines/{parts[2]}" if len(parts) > 2 else None
         return parts[1] if (SRC / PACKAGE / parts[1]).is_dir() else None
 
+    from granvit_pipeline.training.launcher import ENTRY_MODULE
+
     found: set[str] = set()
     todo = [f"pipelines/{pipeline}"]
     while todo:
@@ -110,6 +112,10 @@ def _imported_packages(pipeline: str) -> set[str]:
         if package in found:
             continue
         found.add(package)
+        if package in CODE_EXEMPT:  # what only they import does not shape the outputs either
+            continue
+        if package == "training":  # its launcher runs the worker package in child processes
+            todo.append(package_of(ENTRY_MODULE))
         for file in (SRC / PACKAGE / package).rglob("*.py"):
             for node in ast.walk(ast.parse(file.read_text())):
                 names = (

@@ -5,18 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
-
-from granvit_pipeline.model import (
-    GranViT,
-    PromptTemplates,
-    fit_vocab,
-    format_box,
-    get_preset,
-    train_tokenizer,
-)
-from granvit_pipeline.model.box_codec import coordinate_strings
 
 
 def _region(rid: str, box: tuple[float, float, float, float], text: str, **extra: Any) -> dict:
@@ -60,30 +49,6 @@ def samples() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def prompts() -> PromptTemplates:
-    return PromptTemplates()
-
-
-@pytest.fixture(scope="session")
-def tokenizer(samples: list[dict[str, Any]], prompts: PromptTemplates) -> Any:
-    texts = [prompts.global_caption, prompts.bbox2caption, prompts.caption2bbox]
-    for s in samples:
-        texts += [r["text"] for r in s["regions"]] + [s["global_caption"]]
-    texts += [format_box([float(a), 0.5, 1.0, 1.0]) for a in coordinate_strings()[:10]]
-    return train_tokenizer(texts * 2, vocab_size=1000)
-
-
-@pytest.fixture
-def tiny_model(tokenizer: Any) -> GranViT:
-    torch.manual_seed(0)
-    return GranViT(fit_vocab(get_preset("tiny"), len(tokenizer)))
-
-
 @pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    """Tiny models are dominated by thread sync on a shared box: one thread is faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs tiny models (``one_torch_thread``)."""

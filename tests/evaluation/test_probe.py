@@ -16,7 +16,7 @@ from granvit_pipeline.model import GranViT, get_preset, preprocess_image
 from granvit_pipeline.model.roi import roi_features
 from granvit_pipeline.regions.demo import DemoConfig, demo_scene
 from granvit_pipeline.regions.shards import ShardDataset
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 N_IMAGES = 60  # ~15% OCR images, ~3 objects per natural image: ~150 labelled regions
 

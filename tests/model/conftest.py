@@ -6,14 +6,7 @@ import random
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
-
-from granvit_pipeline.model.box_codec import coordinate_strings, format_box
-from granvit_pipeline.model.config import GranViTConfig, fit_vocab, get_preset
-from granvit_pipeline.model.modeling import GranViT
-from granvit_pipeline.model.prompts import PromptTemplates
-from granvit_pipeline.model.tokenizer import train_tokenizer
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 SHAPES = ("square", "block", "patch")
@@ -53,40 +46,11 @@ def make_sample(index: int, width: int = 80, height: int = 48) -> dict[str, Any]
     }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    """Tiny models are dominated by thread sync; on a shared 2-core box 1 thread is ~10x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def samples() -> list[dict[str, Any]]:
     return [make_sample(i) for i in range(8)]
 
 
-@pytest.fixture(scope="session")
-def prompts() -> PromptTemplates:
-    return PromptTemplates()
-
-
-@pytest.fixture(scope="session")
-def tokenizer(samples: list[dict[str, Any]], prompts: PromptTemplates) -> Any:
-    texts = [prompts.global_caption, prompts.bbox2caption, prompts.caption2bbox]
-    for s in samples:
-        texts += [r["text"] for r in s["regions"]] + [s["global_caption"] or ""]
-    texts += [format_box([float(a), 0.5, 1.0, 1.0]) for a in coordinate_strings()[:10]]
-    return train_tokenizer(texts * 2, vocab_size=1000)
-
-
-@pytest.fixture
-def tiny_config(tokenizer: Any) -> GranViTConfig:
-    return fit_vocab(get_preset("tiny"), len(tokenizer))
-
-
-@pytest.fixture
-def tiny_model(tiny_config: GranViTConfig) -> GranViT:
-    torch.manual_seed(0)
-    return GranViT(tiny_config)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs tiny models (``one_torch_thread``)."""

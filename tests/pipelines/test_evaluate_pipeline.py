@@ -15,16 +15,16 @@ from pydantic import ValidationError
 
 from granvit_pipeline.datasets import ShardSetDataset
 from granvit_pipeline.evaluation import eligible_pairs, region_labels
+from granvit_pipeline.evaluation.config import EvaluateParams
 from granvit_pipeline.model import GranViT, PromptTemplates, export_full, fit_vocab, get_preset
 from granvit_pipeline.pipelines.evaluate import nodes
-from granvit_pipeline.pipelines.evaluate.nodes import EvaluateParams
-from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams, train_config
 from granvit_pipeline.regions.demo import DemoConfig, generate_demo
 from granvit_pipeline.regions.quarantine import Quarantine
 from granvit_pipeline.regions.readers import map_jsonl_records
 from granvit_pipeline.regions.shards import ShardConfig, ShardDataset, plan_shards, write_shards
 from granvit_pipeline.training.config import run_config_dict, write_run_config
-from granvit_pipeline.training.granvit_data import fit_tokenizer
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.params import CommonParams, StageParams, train_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF = REPO_ROOT / "conf" / "base"
@@ -88,15 +88,8 @@ def project(kedro_project: Path) -> Path:
     return kedro_project
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_evaluate_through_a_kedro_session(project: Path) -> None:
     with KedroSession.create(project_path=project, runtime_params=FAST) as session:
         session.run(pipeline_names=["evaluate"])

@@ -29,12 +29,6 @@ METRICS = {"caption2bbox/acc@0.5": 0.2, "caption2bbox/mean_iou": 0.3,
            "bbox2caption/rouge_l": 0.4, "probe/shape/accuracy": 0.5}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(key, raising=False)
-
-
 def _write_report(project: Path, metrics: dict[str, float]) -> None:
     stage2 = json.loads((project / "data/06_models/stage2_result.json").read_text())
     model = {k: stage2[k] for k in ("stage", "export_dir", "weights_digest")}

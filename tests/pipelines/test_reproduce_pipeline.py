@@ -50,16 +50,10 @@ TINY = {
 }
 # The shard stage of dvc.yaml, standing in for ingest -> validate -> shard (minutes).
 SHARD_STAGE = (
-    "from pathlib import Path; from granvit_pipeline.training.granvit_smoke import "
+    "from pathlib import Path; from granvit_pipeline.training.granvit.smoke import "
     f"write_demo_shards as w; w(Path('{SHARDS}'), n_images=12, "
     "split_fractions={'train': 0.7, 'val': 0.3, 'test': 0.0})"
 )
-
-
-@pytest.fixture(autouse=True)
-def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(key, raising=False)
 
 
 def _run(project: Path, *args: str) -> str:

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from granvit_pipeline.pipelines import ablation, adapt, evaluate, pretrain
-from granvit_pipeline.pipelines.pretrain.params import AdaptParams, CommonParams, PretrainParams
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.params import AdaptParams, CommonParams, PretrainParams
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -98,7 +98,12 @@ def test_pretrain_then_adapt_on_the_tiny_preset(project: Path) -> None:
     single["evaluate"] = {"split": "train", "max_images": 8}  # these shards are all train
     with KedroSession.create(project_path=project, runtime_params=single) as session:
         catalog = session.load_context().catalog
-        SequentialRunner().run(evaluate.create_pipeline() + ablation.create_pipeline(), catalog)
+        SequentialRunner().run(
+            evaluate.create_pipeline()
+            + pretrain.create_base_encoder_pipeline()
+            + ablation.create_pipeline(),
+            catalog,
+        )
     no_distill = json.loads((models / "stage1_no_distill_result.json").read_text())
     assert no_distill["run_name"] == "stage1_no_distill" and no_distill["steps"] == 2
     assert no_distill["final_metrics"]["loss_distill"] == 0

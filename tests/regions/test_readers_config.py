@@ -12,7 +12,7 @@ import pytest
 
 from granvit_pipeline.regions.quarantine import DataError, Quarantine
 from granvit_pipeline.regions.readers import FORMATS, SourceConfig, read_source
-from granvit_pipeline.regions.readers._rows import BatchBuilder, RecordProblem, get_size
+from granvit_pipeline.regions.readers._rows import RecordProblem, RowBatcher, get_size
 
 
 def test_formats_cover_every_configurable_format() -> None:
@@ -84,9 +84,9 @@ def test_read_source_logs_rows_and_new_rejections(
     assert summary == [f"source jsonl (jsonl, {path}): 1 rows; quarantined {{'bad_json': 1}}"]
 
 
-def test_batch_builder_rejects_nonpositive_batch_size() -> None:
+def test_row_batcher_rejects_nonpositive_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        BatchBuilder(0)
+        RowBatcher(0)
 
 
 @pytest.mark.parametrize("value", [2**31, -(2**31) - 5, float("nan"), 3.5])

@@ -9,13 +9,6 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Neither the caller's MLflow server nor a leaked run id reaches a test."""
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(key, raising=False)
-
-
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """``sqlite:///<tmp>/mlflow.db`` with experiment ``granvit`` (artifacts in the same tmp)."""

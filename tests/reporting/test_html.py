@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from granvit_pipeline.reporting.curves import loss_curves_png, read_metrics, stage_lineage
+from granvit_pipeline.reporting.curves import loss_curves_png, stage_lineage
 from granvit_pipeline.reporting.html import render_report
 from granvit_pipeline.reporting.images import GT_COLOUR, PRED_COLOUR, draw_boxes
+from granvit_pipeline.training.run_dir import read_metrics
 
 
 def test_lineage_follows_init_from_oldest_first(lineage: Path) -> None:

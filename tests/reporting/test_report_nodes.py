@@ -15,9 +15,10 @@ import yaml
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
+from granvit_pipeline.evaluation.config import EvaluateParams
 from granvit_pipeline.model import GranViT, PromptTemplates, fit_vocab, get_preset, train_tokenizer
+from granvit_pipeline.pipelines.ablation import nodes as ablation_nodes
 from granvit_pipeline.pipelines.evaluate import nodes
-from granvit_pipeline.pipelines.evaluate.nodes import EvaluateParams
 from granvit_pipeline.reporting import examples as examples_module
 from granvit_pipeline.reporting.browser import find_chromium
 from granvit_pipeline.reporting.examples import pick_examples
@@ -95,7 +96,7 @@ def test_render_run_report_reads_the_lineage_and_takes_the_ablation(
     html = nodes.render_run_report(evaluation_report, examples, stage2_result, _params())
     assert "lm_warmup (5 steps), stage1 (8 steps), stage2 (6 steps)" in html
     assert "Ablation" not in html
-    with_table = nodes.render_run_report(
+    with_table = ablation_nodes.render_ablation_report(
         evaluation_report, examples, stage2_result, _params(title="Ablation run"), ablation_table
     )
     assert "<h1>Ablation run</h1>" in with_table and "<h2>Ablation</h2>" in with_table

@@ -10,13 +10,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Neither the caller's MLflow server nor a leaked run id reaches a test."""
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(key, raising=False)
-
-
 @pytest.fixture(scope="session")
 def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite tracking store, created (schema migrated: seconds) once per test session."""

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from granvit_pipeline.tracking.callback import MlflowCallback
 from granvit_pipeline.training.callbacks import TrainResult
-from granvit_pipeline.training.entry import tracking_callbacks
+from granvit_pipeline.worker.entry import tracking_callbacks
 
 
 def step_metrics(step: int) -> dict[str, float]:
@@ -85,7 +85,7 @@ def test_time_based_flush_and_close(run, monkeypatch) -> None:
     assert len(sizes) == 1
     callback.flush_every_s = 3600
     callback.on_step(2, step_metrics(2))
-    callback.close()  # what training.entry does when training fails
+    callback.close()  # what worker.entry does when training fails
     assert len(sizes) == 2 and len(client.get_metric_history(run_id, "loss")) == 2
 
 

@@ -13,7 +13,7 @@ from kedro.framework.session import KedroSession
 from mlflow import MlflowClient
 
 from granvit_pipeline.regions.shards import read_manifest
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 SHARDS = Path("data/05_model_input/shards")
 TINY = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,6 +9,9 @@ import pytest
 from safetensors.torch import load_file
 
 from granvit_pipeline.training.config import TrainConfig
+from granvit_pipeline.training.run_dir import RunDir
+from granvit_pipeline.training.run_dir import read_metrics as read_metrics_file
+from granvit_pipeline.training.toy import ToyRecipe
 
 REPO = Path(__file__).resolve().parents[2]
 DEEPSPEED_CONF = REPO / "conf" / "base" / "deepspeed"
@@ -34,7 +36,7 @@ def torch_extensions_dir():
 def _toy_config(output_dir: Path, **overrides) -> TrainConfig:
     """A small fp32 CPU run of the toy recipe (ZeRO-2 template)."""
     values = {
-        "recipe": "toy",
+        "recipe": ToyRecipe,
         "steps": 4,
         "micro_batch_size": 8,
         "lr": 1e-2,
@@ -50,8 +52,7 @@ def _toy_config(output_dir: Path, **overrides) -> TrainConfig:
 
 
 def _read_metrics(output_dir: Path) -> list[dict]:
-    lines = (Path(output_dir) / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return read_metrics_file(RunDir(Path(output_dir)).metrics)
 
 
 def _exported(output_dir: Path) -> dict:

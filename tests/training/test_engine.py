@@ -17,7 +17,7 @@ from granvit_pipeline.training.callbacks import (
 )
 from granvit_pipeline.training.checkpoint import CheckpointError
 from granvit_pipeline.training.engine import train
-from granvit_pipeline.training.recipes import ToyRecipe
+from granvit_pipeline.training.toy import ToyRecipe
 
 STEPS, WARMUP, PEAK_LR, MIN_RATIO = 20, 5, 2e-2, 0.1
 

@@ -14,9 +14,9 @@ from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.tokenizer import load_tokenizer
 from granvit_pipeline.training.config import TrainConfig
-from granvit_pipeline.training.granvit_data import fit_tokenizer
-from granvit_pipeline.training.granvit_recipe import RECIPE, GranViTArgs, GranViTRecipe
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.recipe import GranViTArgs, GranViTRecipe
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 def config(out: Path, recipe_args: dict, **overrides) -> TrainConfig:
     values = {
-        "recipe": RECIPE,
+        "recipe": GranViTRecipe,
         "steps": 2,
         "micro_batch_size": 4,
         "lr": 1e-3,

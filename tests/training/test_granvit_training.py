@@ -22,9 +22,9 @@ from granvit_pipeline.training.callbacks import TrainingStopped
 from granvit_pipeline.training.checkpoint import CheckpointError
 from granvit_pipeline.training.config import TrainConfig
 from granvit_pipeline.training.engine import train
-from granvit_pipeline.training.granvit_data import fit_tokenizer
-from granvit_pipeline.training.granvit_recipe import RECIPE
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.recipe import GranViTRecipe
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 from granvit_pipeline.training.launcher import launch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def stage_config(inputs: dict, out: Path, stage: str, init_from=None, **override
         **overrides.pop("recipe_args", {}),
     }
     values = {
-        "recipe": RECIPE,
+        "recipe": GranViTRecipe,
         "steps": 2,
         "micro_batch_size": 4,
         "lr": 3e-3,
@@ -210,7 +210,7 @@ def test_exported_encoder_loads_with_plain_transformers(chain, inputs):
 def test_resume_with_other_model_sizes_is_a_clear_error(inputs, tmp_path):
     cfg = stage_config(inputs, tmp_path / "run", "global_only", checkpoint_every=1, steps=1)
     train(cfg)
-    bigger = cfg.recipe_args | {"overrides": {"vision": {"num_layers": 3}}}
+    bigger = cfg.recipe_args.model_copy(update={"overrides": {"vision": {"num_layers": 3}}})
     with pytest.raises(CheckpointError, match=r"does not match this run: parameters: .*layers\.2"):
         train(cfg.model_copy(update={"recipe_args": bigger, "steps": 2}))
 

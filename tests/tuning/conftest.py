@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams, train_config
-from granvit_pipeline.training.granvit_data import fit_tokenizer
-from granvit_pipeline.training.granvit_smoke import write_demo_shards
+from granvit_pipeline.training.granvit.data import fit_tokenizer
+from granvit_pipeline.training.granvit.params import CommonParams, StageParams, train_config
+from granvit_pipeline.training.granvit.smoke import write_demo_shards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_COMMON = {

@@ -11,8 +11,8 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from granvit_pipeline.pipelines.tune.objective import StageObjective
 from granvit_pipeline.tuning.config import TuneConfig
+from granvit_pipeline.tuning.objective import TrialObjective
 from granvit_pipeline.tuning.study import open_study, run_worker, storage_url
 from granvit_pipeline.tuning.tracking import TrialRuns
 from tests.tuning.conftest import conf_params
@@ -51,7 +51,7 @@ def test_child_process_trial_is_pruned_and_tracked(tmp_path: Path, tiny_inputs: 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("tune-test", str(tmp_path / "artifacts"))
     parent = client.create_run(experiment, run_name="tune").info.run_id
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study), tiny_inputs["shards"], tiny_inputs["tokenizer"],
         tiny_inputs["init_from"], tiny_inputs["common"],
         {"stage1": conf_params("pretrain")["pretrain"]["stage1"]}, TrialRuns(uri, parent),
@@ -79,7 +79,7 @@ def test_two_ranks_stop_together_when_rank_0_prunes(tmp_path: Path, tiny_inputs:
     study = _study_with_a_perfect_trial(cfg)
     stage1 = conf_params("pretrain")["pretrain"]["stage1"]
     stage1["training"] |= {"num_processes": 2, "micro_batch_size": 2}
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study), tiny_inputs["shards"], tiny_inputs["tokenizer"],
         tiny_inputs["init_from"], tiny_inputs["common"], {"stage1": stage1},
     )  # fmt: skip

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from granvit_pipeline.pipelines.tune.objective import StageObjective
 from granvit_pipeline.tuning.config import TuneConfig
+from granvit_pipeline.tuning.objective import TrialObjective
 from granvit_pipeline.tuning.space import tuned_parameters
 from granvit_pipeline.tuning.study import open_study, run_worker, storage_url, summary
 from tests.tuning.conftest import conf_params
@@ -37,7 +37,7 @@ def test_tiny_study_completes_with_pruned_trials(tmp_path: Path, tiny_inputs: di
     cfg = tiny_tune_config(tmp_path)
     study = open_study(cfg.study, cfg.pruner)
     stage_params = {"stage1": conf_params("pretrain")["pretrain"]["stage1"]}
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study), tiny_inputs["shards"], tiny_inputs["tokenizer"],
         tiny_inputs["init_from"], tiny_inputs["common"], stage_params,
     )  # fmt: skip
@@ -82,7 +82,7 @@ def test_trial_value_is_its_export_scored_on_the_val_split(
     from granvit_pipeline.evaluation.regions import evaluate_regions
     from granvit_pipeline.regions.shards import ShardDataset
     from granvit_pipeline.training.config import read_run_config
-    from granvit_pipeline.training.granvit_recipe import GranViTArgs
+    from granvit_pipeline.training.granvit.recipe import GranViTArgs
 
     cfg = tiny_tune_config(
         tmp_path, direction, stages=stages, max_steps=dict.fromkeys(stages, 2),
@@ -92,7 +92,7 @@ def test_trial_value_is_its_export_scored_on_the_val_split(
     study = open_study(cfg.study, cfg.pruner)
     stage_params = {"stage1": conf_params("pretrain")["pretrain"]["stage1"],
                     "stage2": conf_params("adapt")["adapt"]["stage2"]}  # fmt: skip
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study), tiny_inputs["shards"], tiny_inputs["tokenizer"],
         tiny_inputs["init_from"], tiny_inputs["common"], stage_params,
     )  # fmt: skip

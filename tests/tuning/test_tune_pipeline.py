@@ -34,12 +34,6 @@ TINY = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(key, raising=False)
-
-
 @pytest.fixture
 def project(kedro_project: Path, tiny_inputs: dict) -> Path:
     """What ``pretrain`` leaves for tune (shards with a val split, tokenizer, LM warm-up export:

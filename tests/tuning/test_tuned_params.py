@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from kedro.framework.session import KedroSession
 
-from granvit_pipeline.pipelines.pretrain.params import (
+from granvit_pipeline.training.engine import train
+from granvit_pipeline.training.granvit.params import (
     AdaptParams,
     PretrainParams,
     StageParams,
     train_config,
 )
-from granvit_pipeline.training.engine import train
 from granvit_pipeline.tuning.config import TuneConfig
 from granvit_pipeline.tuning.space import tuned_parameters
 from tests.tuning.conftest import conf_params

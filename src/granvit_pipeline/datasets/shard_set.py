@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from granvit_pipeline.regions.shard_format import ShardConfig, read_manifest
-from granvit_pipeline.regions.shard_writer import write_shards
+from granvit_pipeline.regions.shards.format import ShardConfig, read_manifest
+from granvit_pipeline.regions.shards.writer import write_shards
 
 if TYPE_CHECKING:
-    from granvit_pipeline.regions.shard_reader import ShardDataset
+    from granvit_pipeline.regions.shards.reader import ShardDataset
 
 
 @dataclass
 class ShardPlan:
-    specs: Iterable[Any]  # shard_format.ShardSpec, lazily planned
+    specs: Iterable[Any]  # regions.shards.ShardSpec, lazily planned
     config: ShardConfig
 
 
@@ -35,7 +35,7 @@ class ShardSet:
     def dataset(self, split: str, **kwargs: Any) -> ShardDataset:
         """A streaming torch ``IterableDataset`` over one split (see ``ShardDataset``)."""
         # Imported here: the reader needs torch, which the data pipeline never loads.
-        from granvit_pipeline.regions.shard_reader import ShardDataset
+        from granvit_pipeline.regions.shards.reader import ShardDataset
 
         return ShardDataset(self.path, split, **kwargs)
 

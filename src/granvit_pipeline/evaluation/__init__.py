@@ -13,7 +13,6 @@ Boxes: absolute-pixel xyxy in samples, normalised xyxy in prompt/answer text.
 from granvit_pipeline.evaluation.captions import CAPTION_METRICS, caption_metrics, tokenize_caption
 from granvit_pipeline.evaluation.generate import (
     DEFAULT_MAX_NEW_TOKENS,
-    REGION_TASKS,
     eligible_pairs,
     predict,
 )
@@ -40,6 +39,7 @@ from granvit_pipeline.evaluation.probe import (
     region_labels,
 )
 from granvit_pipeline.evaluation.regions import evaluate_regions
+from granvit_pipeline.model.tasks import REGION_TASKS
 
 __all__ = [
     "ANLS_THRESHOLD",

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import torch
 
-from granvit_pipeline.model.data import REGION_TASKS, Collator, Example, build_examples
+from granvit_pipeline.model.data import Collator, Example, build_examples
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tasks import REGION_TASKS
 from granvit_pipeline.model.tokenizer import normalize_text
 from granvit_pipeline.regions.boxes import normalize_xyxy
 

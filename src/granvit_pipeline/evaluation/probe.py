@@ -17,7 +17,7 @@ Labels (:func:`region_labels`), by name:
 * ``shape`` / ``colour`` / ``size``: the demo data's object attributes. Demo referring
   expressions name only the fewest attributes needed (``"the red shape"``), but a demo image's
   global caption lists every object in full, ``"a <size> <colour> <shape>, ... and a ..."``,
-  ordered by box centre (x, then y; :func:`~granvit_pipeline.regions.demo_language.
+  ordered by box centre (x, then y; :func:`~granvit_pipeline.regions.demo.language.
   global_caption`). So the image's ``refexp`` regions sorted the same way line up one to one
   with the caption's objects. An image whose caption is not of that form, or whose number of
   refexp regions differs from the caption's objects (e.g. validation dropped one), gives no
@@ -33,12 +33,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from granvit_pipeline.evaluation.config import EvaluateParams
+from granvit_pipeline.evaluation.loading import split_samples
 from granvit_pipeline.model.data import preprocess_image
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.roi import roi_features
@@ -247,3 +250,17 @@ def probe_encoder(
     out["probe/regions_per_s"] = total / seconds if seconds > 0 else 0.0
     logger.info("encoder probe: %s", {k: round(v, 4) for k, v in out.items()})
     return out
+
+
+def probe_with_settings(model: GranViT, shards_dir: Path, cfg: EvaluateParams) -> dict[str, float]:
+    """The encoder-only probe of ``model`` with ``cfg.probe``'s settings: fitted on
+    ``probe.train_split``, scored on ``cfg.split`` (the evaluation and the ablation probe every
+    encoder this way, so their numbers compare)."""
+    probe = cfg.probe
+    return probe_encoder(
+        model,
+        split_samples(shards_dir, probe.train_split, probe.max_train_images),
+        split_samples(shards_dir, cfg.split, cfg.max_images),
+        labels=probe.labels, batch_size=probe.batch_size, layer=probe.layer,
+        roi_output_size=probe.roi_output_size, c=probe.c,
+    )  # fmt: skip

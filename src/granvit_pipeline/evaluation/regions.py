@@ -8,11 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from granvit_pipeline.evaluation.captions import caption_metrics
-from granvit_pipeline.evaluation.generate import REGION_TASKS, predict
+from granvit_pipeline.evaluation.generate import predict
 from granvit_pipeline.evaluation.metrics import exact_match, exact_match_chance, rec_metrics
 from granvit_pipeline.evaluation.ocr import ocr_metrics
 from granvit_pipeline.model.modeling import GranViT
 from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tasks import REGION_TASKS
 
 logger = logging.getLogger(__name__)
 

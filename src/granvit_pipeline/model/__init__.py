@@ -16,10 +16,11 @@ from granvit_pipeline.model.config import (
 from granvit_pipeline.model.data import Collator, Example, build_examples, preprocess_image
 from granvit_pipeline.model.distill import DistillConfig, EMATeacher, crop_boxes, distill_loss
 from granvit_pipeline.model.export import build_model, export_encoder, export_full, load_full
-from granvit_pipeline.model.modeling import STAGES, GranViT, GranViTOutput
+from granvit_pipeline.model.modeling import GranViT, GranViTOutput
 from granvit_pipeline.model.objectives import StageObjective, stage_loss
 from granvit_pipeline.model.prompts import PromptTemplates
 from granvit_pipeline.model.roi import roi_features
+from granvit_pipeline.model.stages import STAGES, StageSpec, stage_spec
 from granvit_pipeline.model.tokenizer import load_tokenizer, normalize_text, train_tokenizer
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "LLMConfig",
     "PromptTemplates",
     "StageObjective",
+    "StageSpec",
     "VisionConfig",
     "build_examples",
     "build_model",
@@ -52,6 +54,7 @@ __all__ = [
     "preprocess_image",
     "roi_features",
     "stage_loss",
+    "stage_spec",
     "train_tokenizer",
     "try_parse_box",
 ]

@@ -35,11 +35,10 @@ from torch import Tensor
 from granvit_pipeline.model.box_codec import format_box
 from granvit_pipeline.model.modeling import IGNORE_INDEX
 from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tasks import REGION_TASKS, TASKS
 from granvit_pipeline.model.tokenizer import normalize_text
 from granvit_pipeline.regions.boxes import normalize_xyxy
 
-TASKS: tuple[str, ...] = ("global", "bbox2caption", "caption2bbox")
-REGION_TASKS: tuple[str, ...] = ("caption2bbox", "bbox2caption")  # tasks about one region
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
@@ -181,9 +180,7 @@ class Collator:
     ``pack > 1``: a sample drawn for a region task also gets up to ``pack - 1`` more of its
     examples of that task, in random order, as further turns of the same row (the first turn is
     the one ``pack=1`` draws). Every region of the image then teaches for one pass over its
-    image tokens: on the demo data, stage 2 with 4 turns reached Caption2Bbox acc@0.5 0.111
-    against 0.087 in the same number of steps, at 1.6x the time per step (64 image tokens
-    against ~50 text tokens added; ``benchmarks/demo_quality.py``).
+    image tokens, at the cost of longer rows (measured on the demo: ``benchmarks/RESULTS.md``).
     """
 
     def __init__(

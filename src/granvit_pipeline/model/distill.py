@@ -31,6 +31,9 @@ from granvit_pipeline.model.roi import check_boxes, patches_to_map, roi_align_fp
 logger = logging.getLogger(__name__)
 
 
+LAMBDA_DISTILL = 1.0  # the paper's weight of L_distill in stage 1 (DESIGN.md section 2)
+
+
 class DistillConfig(BaseModel):
     """Self-distillation settings."""
 

@@ -24,18 +24,11 @@ from torch import Tensor, nn
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from granvit_pipeline.model.config import GranViTConfig
+from granvit_pipeline.model.stages import stage_spec
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-STAGES: tuple[str, ...] = ("lm_warmup", "stage1", "stage2", "global_only")
-# Which parts each stage trains (everything else has requires_grad False).
-_TRAINABLE: dict[str, frozenset[str]] = {
-    "lm_warmup": frozenset({"llm"}),  # text-only warm-up of a randomly initialised LLM
-    "stage1": frozenset({"vision", "projector"}),  # LLM frozen, gradients flow through it
-    "global_only": frozenset({"vision", "projector"}),  # ablation base encoder: as stage 1
-    "stage2": frozenset({"projector", "llm"}),  # encoder frozen
-}
 
 
 @dataclass
@@ -275,19 +268,14 @@ class GranViT(nn.Module):
 
     # ------------------------------------------------------------------------------- stages
     def set_trainable(self, stage: str) -> int:
-        """Freeze everything except the parts ``stage`` trains; returns #trainable params.
-
-        ``lm_warmup``: LLM only; ``stage1``/``global_only``: encoder + projector (the LLM is
-        frozen but stays in the graph, so gradients flow through it); ``stage2``: projector
-        + LLM (encoder frozen).
-        """
-        if stage not in _TRAINABLE:
-            raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+        """Freeze everything except the parts ``stage`` trains (``model.stages.STAGES``);
+        returns #trainable params."""
+        trains = stage_spec(stage).trains
         parts = {"vision": self.vision, "projector": self.projector, "llm": self.llm}
         for name, module in parts.items():
-            module.requires_grad_(name in _TRAINABLE[stage])
+            module.requires_grad_(name in trains)
         n = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        logger.info("stage %s: training %s (%d parameters)", stage, sorted(_TRAINABLE[stage]), n)
+        logger.info("stage %s: training %s (%d parameters)", stage, sorted(trains), n)
         return n
 
     @torch.no_grad()
@@ -302,8 +290,8 @@ class GranViT(nn.Module):
         to its LM-head row when that is not tied. Why: 0.41 and 0.42 are otherwise unrelated
         random vectors, so a randomly initialised LLM must learn every one of the 101 values on
         its own; with a shared smooth code, what it learns of one value carries to its
-        neighbours (demo data, after stage 2: Caption2Bbox acc@0.5 0.132 against 0.087 without).
-        Meant for a randomly initialised LLM, before its first step.
+        neighbours (its effect on the demo: ``benchmarks/RESULTS.md``). Meant for a randomly
+        initialised LLM, before its first step.
         """
         if 2 * num_frequencies > self.config.llm.hidden_size:
             raise ValueError(

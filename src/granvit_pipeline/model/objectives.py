@@ -13,10 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from granvit_pipeline.model.distill import DistillConfig, EMATeacher, distill_loss
-from granvit_pipeline.model.modeling import STAGES
-
-_DISTILL_STAGES = frozenset({"stage1", "global_only"})
+from granvit_pipeline.model.distill import LAMBDA_DISTILL, DistillConfig, EMATeacher, distill_loss
+from granvit_pipeline.model.stages import stage_spec
 
 
 def stage_loss(
@@ -25,30 +23,25 @@ def stage_loss(
     stage: str,
     teacher: EMATeacher | None = None,
     distill_cfg: DistillConfig | None = None,
-    lambda_distill: float = 1.0,
+    lambda_distill: float = LAMBDA_DISTILL,
 ) -> dict[str, Tensor]:
-    """Loss of one batch for ``stage`` (``lm_warmup``, ``stage1``, ``stage2``, ``global_only``).
+    """Loss of one batch for ``stage`` (a name of ``model.stages.STAGES``).
 
     Returns ``{"loss", "loss_caption", "loss_distill"}`` (``()`` tensors):
-    ``loss = loss_caption + lambda_distill * loss_distill``. ``lm_warmup`` is text-only (no
-    image). Self-distillation runs in ``stage1``/``global_only`` when a teacher is given,
-    ``lambda_distill > 0`` and the batch has boxes (``has_box``); otherwise ``loss_distill`` is 0.
-    A batch with ``image_features`` (a :class:`FeatureCache`'s) skips the encoder.
+    ``loss = loss_caption + lambda_distill * loss_distill``. A text-only stage (``lm_warmup``)
+    sees no image. Self-distillation runs in a stage that distills (``stage1``) when a teacher
+    is given, ``lambda_distill > 0`` and the batch has boxes (``has_box``); otherwise
+    ``loss_distill`` is 0. A batch with ``image_features`` (a :class:`FeatureCache`'s) skips the
+    encoder.
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    spec = stage_spec(stage)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    if stage == "lm_warmup":
+    if spec.text_only:
         out = model(ids, mask, labels)
         return {"loss": out.loss, "loss_caption": out.loss, "loss_distill": out.loss.new_zeros(())}
     cfg = distill_cfg or DistillConfig()
     has_box = batch["has_box"].to(torch.bool)
-    distill = (
-        stage in _DISTILL_STAGES
-        and teacher is not None
-        and lambda_distill > 0
-        and bool(has_box.any())
-    )
+    distill = spec.distills and teacher is not None and lambda_distill > 0 and bool(has_box.any())
     pixels = batch["pixel_values"]
     features = batch.get("image_features")  # from a FeatureCache (stage 2: frozen encoder)
     if features is not None:
@@ -74,12 +67,11 @@ class FeatureCache:
     """``image_id`` -> patch features ``(N, C_vision)`` of a frozen encoder (stage 2).
 
     Why: stage 2 freezes the encoder, so an image's features never change, yet every pass
-    over the data encodes it again (demo: 149 -> 124 ms a step in
-    ``benchmarks/stage2_feature_cache.py``; stage 2 of ``make demo`` 541 -> 403 s). Each image
+    over the data encodes it again (the saving: ``benchmarks/RESULTS.md``). Each image
     missing from the cache is encoded alone, so its features do not depend on the batch that
     first brought it: a resumed run, which starts with an empty cache, gets the same bits. At most
     ``max_images`` are kept (later ones are encoded, not stored), on the batch's device: each
-    costs ``N * C`` values (demo 64 x 128 fp32 = 32 KiB; paper 1024 x 1152 bf16 = 2.3 MiB).
+    costs ``N * C`` values.
     """
 
     def __init__(self, max_images: int) -> None:
@@ -119,7 +111,7 @@ class StageObjective(nn.Module):
         stage: str,
         teacher: EMATeacher | None = None,
         distill_cfg: DistillConfig | None = None,
-        lambda_distill: float = 1.0,
+        lambda_distill: float = LAMBDA_DISTILL,
     ) -> None:
         super().__init__()
         self.model, self.teacher, self.stage = model, teacher, stage

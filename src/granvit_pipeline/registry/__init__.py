@@ -12,7 +12,7 @@ back.
 
 from granvit_pipeline.registry.config import Floor, NoRegression, PromotionConfig, RegisterParams
 from granvit_pipeline.registry.encoder import log_encoder, pip_requirements
-from granvit_pipeline.registry.gates import Candidate, Check, Decision, EvalSet, decide
+from granvit_pipeline.registry.gates import Candidate, Decision, EvalSet, GateCheck, decide
 from granvit_pipeline.registry.lineage import (
     candidate_from_tags,
     params_digest,
@@ -24,10 +24,10 @@ from granvit_pipeline.registry.versions import ChampionChange, ModelRegistry
 __all__ = [
     "Candidate",
     "ChampionChange",
-    "Check",
     "Decision",
     "EvalSet",
     "Floor",
+    "GateCheck",
     "ModelRegistry",
     "NoRegression",
     "PromotionConfig",

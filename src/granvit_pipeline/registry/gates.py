@@ -56,7 +56,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Check:
+class GateCheck:
     """One gate's outcome."""
 
     gate: str  # "floor" | "no_regression" | "improvement" | "eval_set" | "enabled"
@@ -70,11 +70,11 @@ class Decision:
 
     promote: bool
     champion_version: str | None  # the champion it was compared with (None: none yet)
-    checks: list[Check] = field(default_factory=list)
+    checks: list[GateCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # context that is not a gate
 
     @property
-    def failed(self) -> list[Check]:
+    def failed(self) -> list[GateCheck]:
         return [c for c in self.checks if not c.passed]
 
     @property
@@ -98,7 +98,7 @@ def _value(metrics: Mapping[str, float], name: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def check_floor(floor: Floor, metrics: Mapping[str, float]) -> Check:
+def check_floor(floor: Floor, metrics: Mapping[str, float]) -> GateCheck:
     value = _value(metrics, floor.metric)
     parts = []
     if floor.min is not None:
@@ -107,23 +107,25 @@ def check_floor(floor: Floor, metrics: Mapping[str, float]) -> Check:
         parts.append(f"<= {floor.max:g}")
     bounds = " and ".join(parts)
     if value is None:
-        return Check("floor", False, f"{floor.metric} {bounds}: missing from the evaluation")
+        return GateCheck("floor", False, f"{floor.metric} {bounds}: missing from the evaluation")
     ok = (floor.min is None or value >= floor.min - TOLERANCE) and (
         floor.max is None or value <= floor.max + TOLERANCE
     )
-    return Check("floor", ok, f"{floor.metric} = {value:.4g} (needs {bounds})")
+    return GateCheck("floor", ok, f"{floor.metric} = {value:.4g} (needs {bounds})")
 
 
 def check_no_regression(
     gate: NoRegression, challenger: Candidate, champion: Candidate, min_improvement: float
-) -> tuple[Check, bool]:
+) -> tuple[GateCheck, bool]:
     """-> (the no-regression check, whether the metric improved by more than min_improvement)."""
     new, old = _value(challenger.metrics, gate.metric), _value(champion.metrics, gate.metric)
     if new is None:
-        return Check("no_regression", False, f"{gate.metric}: missing from the evaluation"), False
+        return GateCheck(
+            "no_regression", False, f"{gate.metric}: missing from the evaluation"
+        ), False
     if old is None:  # a gate added after the champion was registered: nothing to compare with
         detail = f"{gate.metric} = {new:.4g}; {champion.label} has no value: not compared"
-        return Check("no_regression", True, detail), False
+        return GateCheck("no_regression", True, detail), False
     better = (new - old) if gate.higher_is_better else (old - new)
     direction = "higher" if gate.higher_is_better else "lower"
     detail = (
@@ -131,12 +133,12 @@ def check_no_regression(
         f"({direction} is better, margin {gate.margin:g})"
     )
     passed = better >= -gate.margin - TOLERANCE
-    return Check("no_regression", passed, detail), better > min_improvement + TOLERANCE
+    return GateCheck("no_regression", passed, detail), better > min_improvement + TOLERANCE
 
 
 def compare(
     challenger: Candidate, champion: Candidate, config: PromotionConfig
-) -> tuple[list[Check], list[str]]:
+) -> tuple[list[GateCheck], list[str]]:
     """The relative gates (rules 3 and 4 of the module docstring) -> (checks, notes)."""
     if not config.no_regression:
         return [], ["no no_regression gates configured: the floors decide"]
@@ -146,7 +148,7 @@ def compare(
             f"on {challenger.eval_set.describe()}: not comparable"
         )
         if config.on_eval_set_mismatch == "reject":
-            return [Check("eval_set", False, detail + " (on_eval_set_mismatch: reject)")], []
+            return [GateCheck("eval_set", False, detail + " (on_eval_set_mismatch: reject)")], []
         return [], [detail + " (on_eval_set_mismatch: floors_only)"]
     checks, improved = [], []
     for gate in config.no_regression:
@@ -158,7 +160,7 @@ def compare(
             f"no gated metric beats {champion.label} by more than {config.min_improvement:g} "
             "(a tie is not promoted; require_improvement: false promotes ties)"
         )
-        checks.append(Check("improvement", False, detail))
+        checks.append(GateCheck("improvement", False, detail))
     same = challenger.weights_digest and challenger.weights_digest == champion.weights_digest
     return checks, [f"same weights as {champion.label}"] if same else []
 
@@ -167,7 +169,7 @@ def decide(challenger: Candidate, champion: Candidate | None, config: PromotionC
     """Apply the gates of ``config`` to ``challenger`` against ``champion`` (None: no champion)."""
     champion_version = champion.version if champion is not None else None
     if not config.enabled:
-        check = Check("enabled", False, "promotion is disabled (register.promotion.enabled)")
+        check = GateCheck("enabled", False, "promotion is disabled (register.promotion.enabled)")
         return Decision(False, champion_version, [check])
     checks = [check_floor(f, challenger.metrics) for f in config.floors]
     if champion is None:

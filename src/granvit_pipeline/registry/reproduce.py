@@ -66,7 +66,7 @@ def origin_from_tags(version: str, tags: Mapping[str, str]) -> Origin:
 
 
 @dataclass(frozen=True)
-class Check:
+class Comparison:
     """One row of the comparison: a metric (within the tolerance) or an identity (equal)."""
 
     name: str
@@ -97,11 +97,11 @@ def compare_metrics(
     reproduced: Mapping[str, Any],
     tolerance: float = 0.0,
     timing: Sequence[str] = TIMING_METRICS,
-) -> list[Check]:
+) -> list[Comparison]:
     """Every metric of either report; a metric missing on one side is a mismatch. Metrics
     matching a ``timing`` pattern measure the machine, not the model: shown, not required."""
     return [
-        Check(key, registered.get(key), reproduced.get(key),
+        Comparison(key, registered.get(key), reproduced.get(key),
               _close(registered.get(key), reproduced.get(key), tolerance),
               required=not any(fnmatch.fnmatchcase(key, p) for p in timing))
         for key in sorted({*registered, *reproduced})
@@ -110,7 +110,7 @@ def compare_metrics(
 
 def compare_identity(
     tags: Mapping[str, str], report: Mapping[str, Any], params_now: str | None
-) -> list[Check]:
+) -> list[Comparison]:
     """What must be the same for the metrics to be comparable: the evaluated data, the
     evaluation protocol and the parameters; the trained weights are shown, not required
     (bit-equal on the CPU, not across GPUs)."""
@@ -122,13 +122,13 @@ def compare_identity(
         TAG_WEIGHTS: model.get("weights_digest"),
     }
     return [
-        Check(tag, tags[tag], now[tag], tags[tag] == now[tag], required=tag != TAG_WEIGHTS)
+        Comparison(tag, tags[tag], now[tag], tags[tag] == now[tag], required=tag != TAG_WEIGHTS)
         for tag in now
         if tag in tags and now[tag] is not None
     ]
 
 
-def failures(checks: list[Check]) -> list[Check]:
+def failures(checks: list[Comparison]) -> list[Comparison]:
     return [c for c in checks if c.required and not c.ok]
 
 
@@ -139,7 +139,7 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 20 else text[:17] + "..."
 
 
-def format_table(checks: list[Check]) -> str:
+def format_table(checks: list[Comparison]) -> str:
     """A plain-text table: name, registered, reproduced, |difference|, verdict."""
     header = ("check", "registered", "reproduced", "|diff|", "")
     rows = [header] + [

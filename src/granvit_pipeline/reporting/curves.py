@@ -22,11 +22,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from granvit_pipeline.training.config import RUN_CONFIG
+from granvit_pipeline.training.run_dir import RunDir, read_metrics
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 LOSS_PREFIX = "loss"  # loss, loss_caption, loss_distill, ...
 MAX_STAGES = 16  # a lineage longer than this is a cycle
 
@@ -45,26 +44,8 @@ class StageCurves:
         return sorted(keys, key=lambda k: (k != LOSS_PREFIX, k))  # total loss first
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The step rows of a ``metrics.jsonl``; [] when missing. A torn last line (a run still
-    writing, or killed) is skipped, not an error."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            logger.warning("%s: skipping a line that is not JSON", path)
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows
-
-
 def _run_config(output_dir: Path) -> Mapping[str, Any]:
-    path = output_dir / RUN_CONFIG
+    path = RunDir(output_dir).run_config
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -79,7 +60,7 @@ def stage_lineage(output_dir: str | Path) -> list[StageCurves]:
         config = _run_config(current)
         args = config.get("train", {}).get("recipe_args", {})
         stage = str(args.get("stage") or current.name)
-        found.append(StageCurves(stage, current, read_metrics(current / METRICS_FILE)))
+        found.append(StageCurves(stage, current, read_metrics(RunDir(current).metrics)))
         init_from = args.get("init_from")
         current = Path(init_from).parent if init_from else None
     return found[::-1]

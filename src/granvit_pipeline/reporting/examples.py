@@ -11,9 +11,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from granvit_pipeline.evaluation.generate import REGION_TASKS, predict
+from granvit_pipeline.evaluation.generate import predict
 from granvit_pipeline.model.box_codec import try_parse_box
 from granvit_pipeline.model.prompts import PromptTemplates
+from granvit_pipeline.model.tasks import REGION_TASKS
 from granvit_pipeline.model.tokenizer import normalize_text
 from granvit_pipeline.reporting.images import png_bytes
 

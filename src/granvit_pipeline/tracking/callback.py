@@ -3,19 +3,17 @@
 Training runs in child processes (``training.launcher``); the Kedro hook that opened the stage's
 run passes it down as ``MLFLOW_RUN_ID`` + ``MLFLOW_TRACKING_URI`` (the DeepSpeed launcher
 forwards ``MLFLOW*`` variables to every node, see its ``EXPORT_ENVS``), and
-``training.entry`` attaches this callback on rank 0 when both are set.
+``worker.entry`` attaches this callback on rank 0 when both are set.
 
 Cost per step: a step appends its metrics to a buffer; one ``log_batch`` sends the buffer every
 ``flush_every_steps`` steps or ``flush_every_s`` seconds, whichever comes first, and at the end.
 The batch is handed to MLflow's own async logging (``synchronous=False``): its thread writes
-while training goes on, and the training loop pays ~0.1 ms per step. The write itself still
-costs CPU: on SQLite ~18 ms per ``log_batch`` plus ~1.3 ms per step of 9 metrics (2-core CPU
-box), so flushing every 10 demo steps (~260 ms each) cost ~2% of the step time and the
-defaults (50 steps or 10 s: the UI lags at most ~10 s) well under 1%;
-``benchmarks/tracking_overhead.py`` measures it. One batch is in flight at a time: the next
-flush first waits for the previous one, so a store slower than training slows it down rather
-than piling up memory. A failing store costs the metrics of that batch and a warning, never the
-training run.
+while training goes on, and the training loop pays only the append. The write itself still
+costs CPU, hence batches (the defaults, 50 steps or 10 s, let the UI lag at most ~10 s);
+``benchmarks/tracking_overhead.py`` measures the cost (figures: ``benchmarks/RESULTS.md``).
+One batch is in flight at a time: the next flush first waits for the previous one, so a store
+slower than training slows it down rather than piling up memory. A failing store costs the
+metrics of that batch and a warning, never the training run.
 """
 
 from __future__ import annotations
@@ -122,7 +120,7 @@ class MlflowCallback:
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
-        """Flush and wait until the store has everything (``training.entry`` calls it also when
+        """Flush and wait until the store has everything (``worker.entry`` calls it also when
         training failed)."""
         self.flush()
         self._wait_in_flight()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,17 +9,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from granvit_pipeline.training.run_dir import read_metrics
+
 PANELS = (
     ("loss", lambda key: key.startswith("loss")),
     ("learning rate", lambda key: key == "lr"),
     ("grad norm", lambda key: key == "grad_norm"),
     ("samples/s", lambda key: key == "samples_per_s"),
 )
-
-
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    lines = Path(path).read_text().splitlines() if Path(path).is_file() else []
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def plot_metrics(metrics_path: Path, out_path: Path, title: str = "") -> Path | None:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from granvit_pipeline.regions.quarantine import DataError
-from granvit_pipeline.regions.shard_format import read_manifest
+from granvit_pipeline.regions.shards.format import read_manifest
 from granvit_pipeline.tracking.params import flatten_params
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,11 @@ from typing import Any, Protocol
 
 import torch
 
+# Exit statuses of a training process (``worker.entry``), read back by ``training.launcher``.
+EXIT_ERROR = 1  # a training error (logged)
+EXIT_STOPPED = 75  # stopped by ``stop_after_step``
+EXIT_PRUNED = 76  # a pruned Optuna trial (``tuning.pruning``)
+
 
 class TrainCallback(Protocol):
     """Observer of a training run (rank 0). Every method is called; implement what you need."""
@@ -78,7 +83,7 @@ class StopRequested(TrainingError):
     with ``exit_code`` on each of them.
     """
 
-    exit_code = 1
+    exit_code = EXIT_ERROR
 
     def __init__(self, step: int, message: str):
         self.step = step

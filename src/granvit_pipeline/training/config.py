@@ -16,11 +16,19 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ImportString,
+    SerializeAsAny,
+    TypeAdapter,
+    model_validator,
+)
 
 AUTO = "auto"
-RUN_CONFIG = "run_config.json"  # in a run's output_dir: TrainConfig + resolved DeepSpeed config
 ADAM_FAMILY = {"adam", "adamw"}
+_RECIPE_CLASS = TypeAdapter(ImportString)
 
 
 class TrainConfig(BaseModel):
@@ -28,7 +36,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    recipe: str  # registered name ("toy") or import path "package.module:ClassName"
+    # The recipe class (``training.recipes.Recipe``). In run_config.json its import path: the
+    # training processes read the config from JSON, so the class crosses as a string.
+    recipe: ImportString
     steps: int = Field(gt=0)  # optimizer steps in total
     micro_batch_size: int = Field(gt=0)  # samples per process per forward/backward
     grad_accum_steps: int = Field(default=1, gt=0)  # micro-batches per optimizer step
@@ -43,7 +53,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     zero_stage: Literal[0, 1, 2, 3] = 2
     deepspeed_config: Path  # DeepSpeed JSON template with "auto" values
-    output_dir: Path  # checkpoints/, export/, metrics.jsonl, run_config.json, result.json, DONE
+    output_dir: Path  # the run's directory (``training.run_dir``)
     checkpoint_every: int = Field(default=0, ge=0)  # optimizer steps; 0: no periodic checkpoints
     keep_checkpoints: int = Field(default=2, ge=1)  # newest K complete checkpoints are kept
     log_every: int = Field(default=10, gt=0)  # steps between log lines (metrics.jsonl: all)
@@ -51,7 +61,22 @@ class TrainConfig(BaseModel):
     hostfile: Path | None = None  # DeepSpeed hostfile, for several nodes
     resume_from: str = "auto"  # "auto": newest complete checkpoint if any; "none"; or a path
     stop_after_step: int | None = Field(default=None, gt=0)  # debug: exit as if killed
-    recipe_args: dict[str, Any] = Field(default_factory=dict)  # free-form, for the recipe
+    recipe_args: SerializeAsAny[BaseModel]  # an instance of ``recipe.Args``
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_recipe_args(cls, data: Any) -> Any:
+        """``recipe_args`` (a dict, or the recipe's ``Args`` already) -> ``recipe.Args``."""
+        if not isinstance(data, dict) or "recipe" not in data:
+            return data
+        recipe = _RECIPE_CLASS.validate_python(data["recipe"])
+        args_model = getattr(recipe, "Args", None)
+        if not (isinstance(args_model, type) and issubclass(args_model, BaseModel)):
+            raise ValueError(f"recipe {recipe!r} has no Args (the pydantic model of its args)")
+        args = data.get("recipe_args", {})
+        if not isinstance(args, args_model):
+            args = args_model.model_validate(args)
+        return {**data, "recipe": recipe, "recipe_args": args}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TrainConfig:

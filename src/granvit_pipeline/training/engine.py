@@ -3,15 +3,9 @@
 Reads top to bottom: distributed setup, config resolution, seeds, model, DeepSpeed engine (with
 the trainer's warmup + cosine schedule), data, resume; then `loop.run` takes the steps and
 `_finish` exports. Works in-process (single process: MASTER_ADDR/PORT, RANK, WORLD_SIZE default
-to a local one-process group) or under the `deepspeed` launcher (see `training.entry`).
+to a local one-process group) or under the `deepspeed` launcher (see `worker.entry`).
 
-Output layout of `<output_dir>/`:
-    run_config.json   TrainConfig + resolved DeepSpeed config (+ world size, device, precision)
-    metrics.jsonl     one JSON object per optimizer step
-    checkpoints/      see `training.checkpoint`
-    export/           the recipe's final artifact (written to export.tmp, then renamed)
-    result.json       `TrainResult`, written after the export
-    DONE              written last: the run finished and everything above is final
+What it writes in `<output_dir>/` is listed in `training.run_dir`.
 """
 
 from __future__ import annotations
@@ -25,7 +19,6 @@ import socket
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,39 +32,18 @@ from deepspeed.accelerator import get_accelerator
 from granvit_pipeline.training import checkpoint, loop
 from granvit_pipeline.training.callbacks import TrainCallback, TrainingError, TrainResult
 from granvit_pipeline.training.config import (
-    RUN_CONFIG,
     TrainConfig,
     load_template,
     resolve_deepspeed_config,
     run_config_dict,
     write_run_config,
 )
+from granvit_pipeline.training.context import RunContext
 from granvit_pipeline.training.recipes import Recipe, load_recipe, load_recipe_extra_state
+from granvit_pipeline.training.run_dir import RunDir
 from granvit_pipeline.training.schedule import make_scheduler
 
 logger = logging.getLogger(__name__)
-
-DONE = "DONE"
-RESULT = "result.json"
-METRICS = "metrics.jsonl"
-
-
-@dataclass
-class RunContext:
-    """Everything the loop needs, built once by `setup`."""
-
-    cfg: TrainConfig
-    rank: int
-    world_size: int
-    device: str
-    run_config: dict[str, Any]
-    recipe: Recipe
-    engine: Any  # deepspeed.DeepSpeedEngine
-    data: Any  # ResumableData
-    meta: dict[str, Any]  # checkpoint compatibility fields
-    start_step: int
-    resumed_from: Path | None
-    started_at: float
 
 
 def free_port() -> int:
@@ -104,19 +76,20 @@ def seed_everything(seed: int) -> None:
 
 def _prepare_output_dir(cfg: TrainConfig, run_config: dict[str, Any]) -> None:
     """Rank 0: forget any earlier DONE/result (this run will write its own) and record config."""
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    for name in (DONE, RESULT):
-        (cfg.output_dir / name).unlink(missing_ok=True)
-    write_run_config(cfg.output_dir / RUN_CONFIG, run_config)
+    run_dir = RunDir(cfg.output_dir)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    for path in (run_dir.done, run_dir.result):
+        path.unlink(missing_ok=True)
+    write_run_config(run_dir.run_config, run_config)
 
 
 def _build_engine(cfg: TrainConfig, recipe: Recipe, ds_config: dict) -> tuple[Any, dict]:
     model = recipe.build_model(cfg)
     params = [p for p in recipe.trainable_parameters(model) if p.requires_grad]
     if not params:
-        raise TrainingError(f"recipe {cfg.recipe!r} returned no trainable parameters")
+        raise TrainingError(f"recipe {cfg.recipe.__qualname__} returned no trainable parameters")
     meta = {
-        "recipe": cfg.recipe,
+        "recipe": cfg.model_dump(mode="json", include={"recipe"})["recipe"],
         "micro_batch_size": cfg.micro_batch_size,
         "grad_accum_steps": cfg.grad_accum_steps,
         "zero_stage": cfg.zero_stage,
@@ -136,8 +109,7 @@ def _build_engine(cfg: TrainConfig, recipe: Recipe, ds_config: dict) -> tuple[An
 
 def _resume(ctx: RunContext) -> None:
     """Load the checkpoint chosen by `cfg.resume_from`, if any, into the context."""
-    root = ctx.cfg.output_dir / "checkpoints"
-    ckpt = checkpoint.find_resume_checkpoint(root, ctx.cfg.resume_from)
+    ckpt = checkpoint.find_resume_checkpoint(ctx.run_dir.checkpoints, ctx.cfg.resume_from)
     if ckpt is None:
         return
     checkpoint.check_compatible(ckpt, ctx.meta)
@@ -169,7 +141,7 @@ def setup(cfg: TrainConfig) -> RunContext:
     if rank == 0:
         _prepare_output_dir(cfg, run_config)
     seed_everything(cfg.seed)  # same init on every rank
-    recipe = load_recipe(cfg.recipe)
+    recipe = load_recipe(cfg)
     engine, meta = _build_engine(cfg, recipe, ds_config)
     meta["world_size"] = world_size
     seed_everything(cfg.seed + 1_000 * rank + 1)  # distinct streams per rank for the loop
@@ -206,10 +178,9 @@ def weight_digests(engine: Any) -> list[str]:
 
 def _export(ctx: RunContext) -> Path:
     """Rank 0 writes the recipe's artifact to export.tmp, then renames it to export."""
-    final = ctx.cfg.output_dir / "export"
+    final, tmp = ctx.run_dir.export, ctx.run_dir.export_tmp
     with _full_weights(ctx.engine):
         if ctx.rank == 0:
-            tmp = ctx.cfg.output_dir / "export.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             ctx.recipe.export(ctx.engine.module, tmp)
@@ -230,14 +201,14 @@ def _finish(ctx: RunContext, final_loss: float | None, last_ckpt: Path | None) -
         final_loss=final_loss,
         elapsed_s=time.perf_counter() - ctx.started_at,
         export_dir=str(export_dir),
-        metrics_path=str(ctx.cfg.output_dir / METRICS),
+        metrics_path=str(ctx.run_dir.metrics),
         last_checkpoint=str(last_ckpt) if last_ckpt else None,
         world_size=ctx.world_size,
         rank_weight_digests=digests,
     )
     if ctx.rank == 0:
-        result.write(ctx.cfg.output_dir / RESULT)
-        (ctx.cfg.output_dir / DONE).write_text(f"{ctx.cfg.steps}\n")  # last: marks completion
+        result.write(ctx.run_dir.result)
+        ctx.run_dir.done.write_text(f"{ctx.cfg.steps}\n")  # last: marks completion
     dist.barrier()
     return result
 
@@ -259,7 +230,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> TrainRes
             callbacks = list(callbacks) if ctx.rank == 0 else []
             for callback in callbacks:
                 callback.on_train_start(ctx.run_config)
-            final_loss, last_ckpt = loop.run(ctx, callbacks, ctx.cfg.output_dir / METRICS)
+            final_loss, last_ckpt = loop.run(ctx, callbacks)
             result = _finish(ctx, final_loss, last_ckpt)
             for callback in callbacks:
                 callback.on_train_end(result)

@@ -1,6 +1,6 @@
 """`launch(cfg)`: run training in child processes and read back what they wrote.
 
-Writes `<output_dir>/run_config.json`, starts `training.entry` (one process directly, several
+Writes `<output_dir>/run_config.json`, starts `worker.entry` (one process directly, several
 through the `deepspeed` launcher), streams the children's output into this process's logger and
 into `<output_dir>/train.log`, then returns the `TrainResult` from `result.json`. Use
 `engine.train` instead when callbacks must run in the calling process.
@@ -18,7 +18,12 @@ from pathlib import Path
 
 from deepspeed.accelerator import get_accelerator
 
-from granvit_pipeline.training.callbacks import TrainingError, TrainingStopped, TrainResult
+from granvit_pipeline.training.callbacks import (
+    EXIT_STOPPED,
+    TrainingError,
+    TrainingStopped,
+    TrainResult,
+)
 from granvit_pipeline.training.config import (
     TrainConfig,
     load_template,
@@ -26,13 +31,14 @@ from granvit_pipeline.training.config import (
     run_config_dict,
     write_run_config,
 )
-from granvit_pipeline.training.engine import DONE, RESULT, RUN_CONFIG, free_port
-from granvit_pipeline.training.entry import EXIT_STOPPED
+from granvit_pipeline.training.engine import free_port
+from granvit_pipeline.training.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 child_logger = logging.getLogger("granvit_pipeline.training.child")
 
-ENTRY_MODULE = "granvit_pipeline.training.entry"
+# Named, not imported: the worker composes training with tracking and tuning, above this package.
+ENTRY_MODULE = "granvit_pipeline.worker.entry"
 TAIL_LINES = 40
 
 
@@ -108,20 +114,19 @@ def launch(cfg: TrainConfig, env: Mapping[str, str] | None = None) -> TrainResul
     ds_config = resolve_deepspeed_config(
         load_template(cfg.deepspeed_config), cfg, cfg.num_processes, device
     )
-    run_config_path = cfg.output_dir / RUN_CONFIG
+    run_dir = RunDir(cfg.output_dir)
+    run_config_path = run_dir.run_config
     write_run_config(run_config_path, run_config_dict(cfg, ds_config, cfg.num_processes, device))
     port = free_port()
     command = build_command(cfg, run_config_path, port)
     logger.info("launching %d training process(es): %s", cfg.num_processes, " ".join(command))
-    returncode, tail = stream_process(
-        command, child_env(cfg, port, env), cfg.output_dir / "train.log"
-    )
+    returncode, tail = stream_process(command, child_env(cfg, port, env), run_dir.train_log)
     if returncode == EXIT_STOPPED:
         raise TrainingStopped(
             f"training stopped at step {cfg.stop_after_step} (stop_after_step)\n" + "\n".join(tail)
         )
     if returncode != 0:
         raise TrainingProcessError(returncode, command, tail)
-    if not (cfg.output_dir / DONE).is_file():
-        raise TrainingProcessError(returncode, command, [*tail, f"(no {DONE} marker written)"])
-    return TrainResult.read(cfg.output_dir / RESULT)
+    if not run_dir.done.is_file():
+        raise TrainingProcessError(returncode, command, [*tail, f"(no {run_dir.done} written)"])
+    return TrainResult.read(run_dir.result)

@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -30,10 +30,9 @@ from granvit_pipeline.training.callbacks import (
     is_out_of_memory,
     out_of_memory_error,
 )
+from granvit_pipeline.training.context import RunContext
 from granvit_pipeline.training.recipes import Batch, recipe_after_step, recipe_extra_state
-
-if TYPE_CHECKING:
-    from granvit_pipeline.training.engine import RunContext
+from granvit_pipeline.training.run_dir import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +163,8 @@ class MetricsWriter:
     def __init__(self, path: Path, resume_step: int):
         self.path = path
         if path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in kept if json.loads(ln)["step"] <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in kept))
+            kept = [row for row in read_metrics(path) if row["step"] <= resume_step]
+            path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self.file = path.open("a")
 
     def write(self, metrics: dict[str, float]) -> None:
@@ -182,7 +180,7 @@ def _checkpoint(ctx: RunContext, step: int) -> Path:
         logger.info("saving checkpoint at step %d", step)
     return checkpoint.save(
         ctx.engine,
-        ctx.cfg.output_dir / "checkpoints",
+        ctx.run_dir.checkpoints,
         step,
         ctx.meta,
         ctx.data.state_dict(),
@@ -249,10 +247,10 @@ def agree_on_stop(ctx: RunContext, step: int, stop: StopRequested | None) -> Sto
     return remote
 
 
-def run(ctx: RunContext, callbacks: list[TrainCallback], metrics_path: Path):
+def run(ctx: RunContext, callbacks: list[TrainCallback]):
     """Steps start_step+1 .. cfg.steps; returns (last loss or None, last checkpoint or None)."""
     cfg = ctx.cfg
-    writer = MetricsWriter(metrics_path, ctx.start_step) if ctx.rank == 0 else None
+    writer = MetricsWriter(ctx.run_dir.metrics, ctx.start_step) if ctx.rank == 0 else None
     bar = _progress(ctx)
     final_loss, last_ckpt = None, ctx.resumed_from
     try:

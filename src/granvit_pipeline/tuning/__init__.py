@@ -6,6 +6,6 @@
 - `pruning`: `PruningCallback` (a `TrainCallback`: intermediate values, prune -> stop)
 - `tracking`: one nested MLflow run per trial
 
-Imports nothing heavy at import time (``training.entry`` imports `pruning`); import the
+Imports nothing heavy at import time (``worker.entry`` imports `pruning`); import the
 submodules you need.
 """

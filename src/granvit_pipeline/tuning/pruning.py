@@ -3,7 +3,7 @@
 The tuning node starts training in child processes (``training.launch``); it names the trial in
 the environment (``GRANVIT_OPTUNA_TRIAL``: storage URL, study, trial id, pruner, reporting
 settings, as JSON; not part of the run config, so not of any fingerprint), and
-``training.entry`` attaches a ``PruningCallback`` on rank 0. Every ``report_every`` steps the
+``worker.entry`` attaches a ``PruningCallback`` on rank 0. Every ``report_every`` steps the
 callback reports the mean of ``metric`` over those steps (``trial.report``; negated when the
 study maximizes, so that the pruner compares in the study's direction) and asks the pruner
 (``trial.should_prune``); when pruned it raises ``PruneRequested``: the engine stops without an
@@ -25,10 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from granvit_pipeline.training.callbacks import StopRequested, TrainingError, TrainResult
+from granvit_pipeline.training.callbacks import (
+    EXIT_PRUNED,
+    StopRequested,
+    TrainingError,
+    TrainResult,
+)
 
 ENV_TRIAL = "GRANVIT_OPTUNA_TRIAL"
-EXIT_PRUNED = 76  # training.entry's status for a pruned trial (75 is stop_after_step)
 
 Reporter = Callable[[float, int], bool]  # (value, step) -> should prune
 

@@ -21,10 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from granvit_pipeline.datasets import ShardSet
+from granvit_pipeline.evaluation.config import EvaluateParams
+from granvit_pipeline.evaluation.probe import probe_with_settings
 from granvit_pipeline.model.export import load_encoder
-from granvit_pipeline.pipelines.evaluate.nodes import EvaluateParams, probe_model
-from granvit_pipeline.pipelines.pretrain.nodes import run_stage
-from granvit_pipeline.pipelines.pretrain.params import CommonParams, StageParams
+from granvit_pipeline.reporting.curves import stage_lineage
+from granvit_pipeline.reporting.html import render_report
+from granvit_pipeline.training.granvit.params import CommonParams, StageParams
+from granvit_pipeline.training.granvit.stages import run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def train_stage1_no_distill(
     params = StageParams(**stage1)
     params = params.model_copy(update={"recipe": {**params.recipe, "lambda_distill": 0.0}})
     return run_stage(
-        "stage1", shards, tokenizer, lm_warmup_result, CommonParams(**common), params,
+        "stage1", CommonParams(**common), params, shards.path, tokenizer, lm_warmup_result,
         run_name="stage1_no_distill",
     )  # fmt: skip
 
@@ -75,7 +78,7 @@ def score_ablation_encoders(
         "stage1_distill": stage1_result,
     }
     return {
-        row: probe_model(load_encoder(result["export_dir"]), shards, cfg)
+        row: probe_with_settings(load_encoder(result["export_dir"]), shards.path, cfg)
         for row, result in exports.items()
     }
 
@@ -129,3 +132,18 @@ def _markdown(table: Mapping[str, Any]) -> str:
     lines.append("| chance (majority class) | "
                  + " | ".join(fmt(table["chance"].get(c)) for c in columns) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def render_ablation_report(
+    evaluation_report: Mapping[str, Any],
+    report_examples: Mapping[str, Any],
+    stage2_result: Mapping[str, Any],
+    params: Mapping[str, Any],
+    ablation_table: Mapping[str, Any],
+) -> str:
+    """The run report of ``evaluate`` (``evaluate.report`` settings) with the ablation table."""
+    cfg = EvaluateParams.model_validate(params).report
+    return render_report(
+        evaluation_report, stage_lineage(stage2_result["output_dir"]), report_examples,
+        ablation_table, title=cfg.title, image_size=cfg.image_size,
+    )  # fmt: skip

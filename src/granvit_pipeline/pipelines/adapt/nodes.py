@@ -1,4 +1,4 @@
-"""Adapt node: stage 2 through ``training.launch`` (see ``pipelines.pretrain.nodes``)."""
+"""Adapt node: stage 2 through ``training.granvit.stages.run_stage``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from granvit_pipeline.datasets import ShardSet
-from granvit_pipeline.pipelines.pretrain.nodes import run_stage
-from granvit_pipeline.pipelines.pretrain.params import AdaptParams, CommonParams
+from granvit_pipeline.training.granvit.params import AdaptParams, CommonParams
+from granvit_pipeline.training.granvit.stages import run_stage
 
 
 def train_stage2(
@@ -19,6 +19,7 @@ def train_stage2(
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Stage 2: global caption + Caption2Bbox from stage 1's export; encoder frozen."""
-    common_params = CommonParams(**common)
-    adapt = AdaptParams(**params).checked(common_params)
-    return run_stage("stage2", shards, tokenizer, stage1_result, common_params, adapt.stage2)
+    adapt = AdaptParams(**params)
+    return run_stage(
+        "stage2", CommonParams(**common), adapt.stage2, shards.path, tokenizer, stage1_result
+    )

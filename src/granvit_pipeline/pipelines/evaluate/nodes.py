@@ -3,7 +3,7 @@
 ``load_model`` -> ``score_regions`` (Caption2Bbox, Bbox2Caption, OCR regions) and
 ``score_probe`` (encoder-only linear probe) -> ``build_report`` (the metrics JSON); then the
 HTML run report: ``pick_report_examples`` (predictions on the first val images) ->
-``render_run_report`` (loss curves, metrics, examples; with the ablation table when given) ->
+``render_run_report`` (loss curves, metrics, examples) ->
 ``screenshot_run_report`` (headless Chromium, optional).
 """
 
@@ -11,91 +11,31 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from granvit_pipeline.datasets import ShardSet
-from granvit_pipeline.evaluation import (
-    REGION_TASKS,
-    TrainedModel,
-    evaluate_regions,
-    load_trained,
-    probe_encoder,
-)
-from granvit_pipeline.model import GranViT
+from granvit_pipeline.evaluation import TrainedModel, evaluate_regions, load_trained
+from granvit_pipeline.evaluation.config import EvaluateParams
+from granvit_pipeline.evaluation.loading import split_samples
+from granvit_pipeline.evaluation.probe import probe_with_settings
 from granvit_pipeline.reporting.browser import BrowserError, find_chromium, open_page
 from granvit_pipeline.reporting.curves import stage_lineage
 from granvit_pipeline.reporting.examples import pick_examples
 from granvit_pipeline.reporting.html import render_report
-from granvit_pipeline.training.config import RUN_CONFIG
+from granvit_pipeline.training.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
-Split = Literal["train", "val", "test"]
 SCREENSHOT = "run_report.png"  # the file in the evaluation_report_screenshot folder
-
-
-class ProbeParams(BaseModel):
-    """``evaluate.probe``: the encoder-only linear probe (``evaluation.probe``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    train_split: Split = "train"  # the classifier is fitted on this split's regions
-    labels: list[Literal["shape", "colour", "size", "category"]] = Field(
-        default_factory=lambda: ["shape"], min_length=1
-    )
-    max_train_images: int | None = Field(default=1000, gt=0)  # None: the whole split
-    layer: int | None = None  # encoder layer; None: last hidden state
-    roi_output_size: int = Field(default=2, gt=0)  # RoIAlign bins per side, then averaged
-    c: float = Field(default=1.0, gt=0)  # inverse L2 strength of the logistic regression
-    batch_size: int = Field(default=64, gt=0)  # images per encoder pass
-
-
-class ReportParams(BaseModel):
-    """``evaluate.report``: the HTML run report (``granvit_pipeline.reporting``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = "GranViT run report"
-    examples: int = Field(default=4, ge=0)  # first images of `split` shown with predictions
-    per_task: int | None = Field(default=8, gt=0)  # example regions per task (None: all)
-    image_size: int = Field(default=256, gt=0)  # example images are upscaled to this side
-    screenshot: bool = True  # headless Chromium screenshot; skipped (warning) without Chromium
-    browser_timeout_s: float = Field(default=60.0, gt=0)
-
-
-class EvaluateParams(BaseModel):
-    """``params:evaluate`` (``conf/base/parameters_evaluate.yml``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    split: Split = "val"  # scored split
-    max_images: int | None = Field(default=None, gt=0)  # None: the whole split
-    tasks: list[Literal["caption2bbox", "bbox2caption"]] = Field(
-        default_factory=lambda: list(REGION_TASKS), min_length=1
-    )
-    batch_size: int = Field(default=64, gt=0)  # regions per generation batch
-    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
-    probe: ProbeParams = Field(default_factory=ProbeParams)
-    report: ReportParams = Field(default_factory=ReportParams)
-
-
-def _samples(shards: ShardSet, split: str, limit: int | None) -> Iterable[dict[str, Any]]:
-    """The split's samples in shard order (at most ``limit``); an empty split is an error."""
-    if shards.manifest["splits"].get(split, {}).get("images", 0) == 0:
-        raise ValueError(f"split {split!r} of {shards.path} has no images to evaluate on")
-    return islice(shards.dataset(split), limit)
 
 
 def load_model(stage2_result: Mapping[str, Any], params: Mapping[str, Any]) -> TrainedModel:
     """The stage-2 export with its tokenizer and training prompts, on ``params.device``."""
     cfg = EvaluateParams.model_validate(params)
-    run_config = Path(stage2_result["output_dir"]) / RUN_CONFIG
+    run_config = RunDir(Path(stage2_result["output_dir"])).run_config
     return load_trained(stage2_result["export_dir"], run_config, cfg.device)
 
 
@@ -105,7 +45,7 @@ def score_regions(
     """Caption2Bbox, Bbox2Caption and OCR-region metrics on ``params.split``."""
     cfg = EvaluateParams.model_validate(params)
     return evaluate_regions(
-        trained.model, trained.tokenizer, _samples(shards, cfg.split, cfg.max_images),
+        trained.model, trained.tokenizer, split_samples(shards.path, cfg.split, cfg.max_images),
         trained.prompts, batch_size=cfg.batch_size, tasks=cfg.tasks,
         precision=trained.box_precision,
     )  # fmt: skip
@@ -116,20 +56,7 @@ def score_probe(
 ) -> dict[str, float]:
     """Encoder-only probe: fitted on ``probe.train_split``, scored on ``split`` ({} if off)."""
     cfg = EvaluateParams.model_validate(params)
-    return probe_model(trained.model, shards, cfg) if cfg.probe.enabled else {}
-
-
-def probe_model(model: GranViT, shards: ShardSet, cfg: EvaluateParams) -> dict[str, float]:
-    """The encoder-only probe of ``model`` with ``cfg.probe``'s settings (shared with the
-    ablation, so every encoder is probed the same way)."""
-    probe = cfg.probe
-    return probe_encoder(
-        model,
-        _samples(shards, probe.train_split, probe.max_train_images),
-        _samples(shards, cfg.split, cfg.max_images),
-        labels=probe.labels, batch_size=probe.batch_size, layer=probe.layer,
-        roi_output_size=probe.roi_output_size, c=probe.c,
-    )  # fmt: skip
+    return probe_with_settings(trained.model, shards.path, cfg) if cfg.probe.enabled else {}
 
 
 def build_report(
@@ -176,21 +103,19 @@ def render_run_report(
     report_examples: Mapping[str, Any],
     stage2_result: Mapping[str, Any],
     params: Mapping[str, Any],
-    ablation_table: Mapping[str, Any] | None = None,
 ) -> str:
     """The self-contained HTML run report.
 
     Loss curves come from the evaluated model's lineage (``stage2_result.output_dir`` and the
     stages it was initialised from, via each ``run_config.json``'s ``init_from``): the stages
     that produced this model, whatever their run names, and no catalog entry per stage.
-    ``ablation_table`` adds the ablation ladder (the ablation pipeline passes it).
     """
     cfg = EvaluateParams.model_validate(params).report
     stages = stage_lineage(stage2_result["output_dir"])
     logger.info("run report: %d stage(s) of curves, %d examples", len(stages),
                 len(report_examples.get("rows", [])))  # fmt: skip
     return render_report(
-        evaluation_report, stages, report_examples, ablation_table, title=cfg.title,
+        evaluation_report, stages, report_examples, None, title=cfg.title,
         image_size=cfg.image_size,
     )  # fmt: skip
 

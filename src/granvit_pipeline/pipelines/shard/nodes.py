@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from granvit_pipeline.datasets import RegionTable, ShardPlan
-from granvit_pipeline.regions.shard_format import ShardConfig
-from granvit_pipeline.regions.shard_writer import plan_shards
+from granvit_pipeline.regions.shards.format import ShardConfig
+from granvit_pipeline.regions.shards.writer import plan_shards
 
 
 def plan_region_shards(regions: RegionTable, params: Mapping[str, Any]) -> ShardPlan:

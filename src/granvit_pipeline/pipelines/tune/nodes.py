@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 
 from granvit_pipeline.datasets import ShardSet
-from granvit_pipeline.pipelines.pretrain.params import CommonParams
-from granvit_pipeline.pipelines.tune.objective import StageObjective
+from granvit_pipeline.training.granvit.params import CommonParams
 from granvit_pipeline.tuning.config import TuneConfig
+from granvit_pipeline.tuning.objective import TrialObjective
 from granvit_pipeline.tuning.space import tuned_parameters
 from granvit_pipeline.tuning.study import open_study, run_worker, storage_url, summary
 from granvit_pipeline.tuning.tracking import TrialRuns
@@ -42,7 +42,7 @@ def tune_stages(
     root = Path.cwd()  # the project root under `kedro run`
     study = open_study(cfg.study, cfg.pruner, root)
     runs = TrialRuns.from_env()
-    objective = StageObjective(
+    objective = TrialObjective(
         cfg, storage_url(cfg.study, root), shards.path, Path(tokenizer),
         Path(lm_warmup_result["export_dir"]), CommonParams(**common),
         {"stage1": stage1, "stage2": stage2}, runs,

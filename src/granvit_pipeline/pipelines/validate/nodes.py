@@ -8,34 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
 from granvit_pipeline.datasets import RegionStream, RegionTable
-from granvit_pipeline.pipelines.ingest.nodes import IngestParams
-from granvit_pipeline.regions.report import render_report_html, render_report_json
+from granvit_pipeline.regions.readers import IngestParams
 from granvit_pipeline.regions.validation import (
+    ValidateParams,
     ValidationConfig,
     ValidationResult,
     check_rejected_fraction,
     drop_rejected,
     find_rejections,
+    render_report_html,
+    render_report_json,
 )
 
 logger = logging.getLogger(__name__)
-
-
-class ValidateParams(BaseModel):
-    """``params:validate``: the paper's thresholds, and the scaled ones for the demo data."""
-
-    model_config = ConfigDict(extra="forbid")
-    checks: ValidationConfig = Field(default_factory=ValidationConfig)
-    demo_overrides: dict[str, Any] = Field(default_factory=dict)  # used when all data is demo
-
-    def config_for(self, ingest: IngestParams) -> ValidationConfig:
-        sources = ingest.resolved_sources()
-        if self.demo_overrides and all(s.format == "demo" for s in sources):
-            return ValidationConfig(**{**self.checks.model_dump(), **self.demo_overrides})
-        return self.checks
 
 
 @dataclass

@@ -22,15 +22,16 @@ Images are opened only where the format has no size (vg, icdar), and only their 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Protocol
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from granvit_pipeline.regions.quarantine import Quarantine
 from granvit_pipeline.regions.readers._rows import DEFAULT_BATCH_SIZE
 from granvit_pipeline.regions.readers.coco import read_coco
-from granvit_pipeline.regions.readers.config import SourceConfig
+from granvit_pipeline.regions.readers.config import DemoSource, IngestParams, SourceConfig
 from granvit_pipeline.regions.readers.icdar import read_icdar
 from granvit_pipeline.regions.readers.jsonl import map_jsonl_records, read_jsonl
 from granvit_pipeline.regions.readers.refcoco import read_refcoco
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FORMATS",
+    "DemoSource",
+    "IngestParams",
     "Reader",
     "SourceConfig",
     "map_jsonl_records",
@@ -50,6 +53,7 @@ __all__ = [
     "read_jsonl",
     "read_refcoco",
     "read_source",
+    "read_sources",
     "read_vg",
 ]
 
@@ -123,3 +127,40 @@ def _logged(
         rows,
         added or "nothing",
     )
+
+
+def read_sources(
+    cfg: IngestParams,
+    demo_records: Sequence[dict[str, Any]],
+    quarantine: Quarantine,
+    rows_per_source: Counter[str] | None = None,
+    *,
+    demo_label: str = "demo_annotations",
+) -> Iterator[pa.RecordBatch]:
+    """Every source of ``cfg``, in order, as region batches; logs each source's row count.
+
+    A demo source maps ``demo_records`` (the generated JSONL records, images under
+    ``cfg.demo_dir``; quarantine entries name ``demo_label`` as their file). Rows are counted
+    per source name into ``rows_per_source`` while the batches are consumed.
+    """
+    counts = Counter[str]() if rows_per_source is None else rows_per_source
+    common = {"split_fractions": cfg.split_fractions, "batch_size": cfg.batch_size}
+    for src in cfg.resolved_sources():
+        if isinstance(src, DemoSource):
+            name = "demo"
+            labelled = ((f"{demo_label} line {n}", r) for n, r in enumerate(demo_records, 1))
+            batches = map_jsonl_records(
+                labelled,
+                source=cfg.demo.source,
+                images_dir=cfg.demo_dir,
+                file_label=demo_label,
+                quarantine=quarantine,
+                **common,
+            )
+        else:
+            name = src.source or src.format
+            batches = read_source(src, quarantine, **common)
+        for batch in batches:
+            counts[name] += batch.num_rows
+            yield batch
+        logger.info("Ingested %d regions from source %r", counts[name], name)

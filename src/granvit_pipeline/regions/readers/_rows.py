@@ -142,7 +142,7 @@ _REGION_COLUMNS = ("region_id", "text", "text_type", "iscrowd", "text_is_target"
 _BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 
 
-class BatchBuilder:
+class RowBatcher:
     """Accumulates whole images and emits :data:`REGION_SCHEMA` batches of ``batch_size`` rows."""
 
     def __init__(self, batch_size: int = DEFAULT_BATCH_SIZE) -> None:

@@ -34,10 +34,10 @@ from granvit_pipeline.regions.readers._cocolike import (
 from granvit_pipeline.regions.readers._io import Rejector, load_json
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
-    BatchBuilder,
     ImageMeta,
     RecordProblem,
     RegionList,
+    RowBatcher,
     get_id,
     get_key,
 )
@@ -69,7 +69,7 @@ def read_coco(
     del doc
     captions = _load_captions(cfg.captions, images, quarantine) if cfg.captions else {}
     source = cfg.source_name
-    builder = BatchBuilder(batch_size)
+    batcher = RowBatcher(batch_size)
     for key, image in images.items():
         image_id = f"{source}/{key}"
         regions = RegionList()
@@ -85,13 +85,13 @@ def read_coco(
                 reason = "annotation id appears twice for this image"
                 reject(ann.record, "duplicate_region", reason, payload=ann.entry, image_id=image_id)
         meta = _image_meta(image, image_id, source, cfg.images, captions, split_fractions)
-        yield from builder.add(meta, regions, xywh_to_xyxy(regions.box_array()))
-    yield from builder.finish()
+        yield from batcher.add(meta, regions, xywh_to_xyxy(regions.box_array()))
+    yield from batcher.finish()
     logger.info(
         "coco %s: %d rows from %d images; %d images have no annotations (no rows)",
         path,
-        builder.rows,
-        builder.images,
+        batcher.rows,
+        batcher.images,
         sum(1 for key in images if key not in groups),
     )
 

@@ -40,8 +40,8 @@ from granvit_pipeline.regions.readers._io import (
 )
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
-    BatchBuilder,
     RegionList,
+    RowBatcher,
 )
 from granvit_pipeline.regions.readers.config import SourceConfig
 from granvit_pipeline.regions.schema import DEFAULT_SPLIT_FRACTIONS
@@ -86,7 +86,7 @@ def read_icdar(
     Quarantine rules: ``bad_line``, ``not_utf8``, ``image_missing``, ``image_unreadable``.
     """
     source = cfg.source_name
-    builder = BatchBuilder(batch_size)
+    batcher = RowBatcher(batch_size)
     files = gt_files(cfg.annotations)
     for gt_file in files:
         reject = Rejector(quarantine, gt_file)
@@ -101,13 +101,13 @@ def read_icdar(
         except ImageProblem as problem:
             reject.regions(regions, problem.rule, problem.reason, image_id=image_id)
             continue
-        yield from builder.add(meta, regions, regions.box_array())
-    yield from builder.finish()
+        yield from batcher.add(meta, regions, regions.box_array())
+    yield from batcher.finish()
     logger.info(
         "icdar %s: %d rows from %d images (%d ground-truth files)",
         cfg.annotations,
-        builder.rows,
-        builder.images,
+        batcher.rows,
+        batcher.images,
         len(files),
     )
 

@@ -29,10 +29,10 @@ from granvit_pipeline.regions.quarantine import Quarantine
 from granvit_pipeline.regions.readers._io import Rejector, iter_lines
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
-    BatchBuilder,
     ImageMeta,
     RecordProblem,
     RegionList,
+    RowBatcher,
     check_box,
     get_key,
     get_size,
@@ -97,7 +97,7 @@ def map_jsonl_records(
     ``image`` path is joined to ``images_dir``. Boxes (absolute xyxy) pass through unchanged.
     """
     reject = Rejector(quarantine, file_label)
-    builder = BatchBuilder(batch_size)
+    batcher = RowBatcher(batch_size)
     seen = SeenIds()
     for record, obj in records:
         try:
@@ -110,13 +110,13 @@ def map_jsonl_records(
             reject(record, "duplicate_image", reason, payload=obj, image_id=meta.image_id)
             continue
         regions = _regions(region_entries, record, meta.image_id, reject)
-        yield from builder.add(meta, regions, regions.box_array())
-    yield from builder.finish()
+        yield from batcher.add(meta, regions, regions.box_array())
+    yield from batcher.finish()
     logger.info(
         "jsonl %s: %d rows from %d images (%d image records)",
         file_label,
-        builder.rows,
-        builder.images,
+        batcher.rows,
+        batcher.images,
         len(seen),
     )
 

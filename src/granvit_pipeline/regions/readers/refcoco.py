@@ -37,9 +37,9 @@ from granvit_pipeline.regions.readers._cocolike import (
 from granvit_pipeline.regions.readers._io import Rejector, load_json
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
-    BatchBuilder,
     ImageMeta,
     RegionList,
+    RowBatcher,
     get_key,
 )
 from granvit_pipeline.regions.readers.config import SourceConfig
@@ -68,7 +68,7 @@ def read_refcoco(
     groups = group_annotations(require_list(doc, "annotations", path), pairs, bad_pairs, reject)
     del doc
     source = cfg.source_name
-    builder = BatchBuilder(batch_size)
+    batcher = RowBatcher(batch_size)
     for physical_key, image_pairs in _physical_images(pairs).items():
         image_id = f"{source}/{physical_key}"
         first = image_pairs[0]
@@ -82,13 +82,13 @@ def read_refcoco(
             image_path=str(cfg.images / first.file_name),
             split=assign_split(image_id, split_fractions),
         )
-        yield from builder.add(meta, regions, xywh_to_xyxy(regions.box_array()))
-    yield from builder.finish()
+        yield from batcher.add(meta, regions, xywh_to_xyxy(regions.box_array()))
+    yield from batcher.finish()
     logger.info(
         "refcoco %s: %d rows from %d physical images; %d expression pairs have no annotations",
         path,
-        builder.rows,
-        builder.images,
+        batcher.rows,
+        batcher.images,
         sum(1 for key in pairs if key not in groups),
     )
 

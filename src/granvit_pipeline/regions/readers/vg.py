@@ -34,9 +34,9 @@ from granvit_pipeline.regions.readers._io import (
 )
 from granvit_pipeline.regions.readers._rows import (
     DEFAULT_BATCH_SIZE,
-    BatchBuilder,
     RecordProblem,
     RegionList,
+    RowBatcher,
     get_id,
     get_key,
     is_number,
@@ -65,7 +65,7 @@ def read_vg(
     doc = _load_image_list(path)
     reject = Rejector(quarantine, path)
     source = cfg.source_name
-    builder = BatchBuilder(batch_size)
+    batcher = RowBatcher(batch_size)
     seen: set[str] = set()
     for index, entry in enumerate(doc):
         key = _image_key(index, entry, seen, reject)
@@ -81,13 +81,13 @@ def read_vg(
         except ImageProblem as problem:
             reject.regions(regions, problem.rule, problem.reason, image_id=image_id)
             continue
-        yield from builder.add(meta, regions, xywh_to_xyxy(regions.box_array()))
-    yield from builder.finish()
+        yield from batcher.add(meta, regions, xywh_to_xyxy(regions.box_array()))
+    yield from batcher.finish()
     logger.info(
         "vg %s: %d rows from %d images (%d image entries in the file)",
         path,
-        builder.rows,
-        builder.images,
+        batcher.rows,
+        batcher.images,
         len(doc),
     )
 
