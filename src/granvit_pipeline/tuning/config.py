@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-STAGES = ("stage1", "stage2")
+TunedStage = Literal["stage1", "stage2"]  # the stages a trial trains (model.stages has them all)
+TUNED_STAGES: tuple[TunedStage, ...] = ("stage1", "stage2")
 
 
 class ParamSpec(BaseModel):
@@ -31,10 +32,10 @@ class ParamSpec(BaseModel):
     def _check(self) -> ParamSpec:
         stage, _, rest = self.target.partition(".")
         section = rest.partition(".")[0]
-        if stage not in STAGES or section not in ("training", "recipe") or "." not in rest:
+        if stage not in TUNED_STAGES or section not in ("training", "recipe") or "." not in rest:
             raise ValueError(
                 f"target {self.target!r}: write <stage>.<training|recipe>.<key> with stage in "
-                f"{STAGES}"
+                f"{TUNED_STAGES}"
             )
         if self.type == "categorical":
             if not self.choices:
@@ -107,7 +108,7 @@ class ObjectiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stages: list[Literal["stage1", "stage2"]] = Field(default_factory=lambda: ["stage1"])
+    stages: list[TunedStage] = Field(default_factory=lambda: ["stage1"])
     max_steps: dict[str, int] = Field(default_factory=lambda: {"stage1": 60, "stage2": 60})
     split: Literal["train", "val", "test"] = "train"  # the data subset trials train on
     # Intermediate values for the pruner: this metrics.jsonl key (lower is better), averaged
