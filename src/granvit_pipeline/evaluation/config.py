@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from granvit_pipeline.model.tasks import REGION_TASKS
+from granvit_pipeline.model.tasks import REGION_TASKS, RegionTask
 
 Split = Literal["train", "val", "test"]
 
@@ -48,9 +48,7 @@ class EvaluateParams(BaseModel):
 
     split: Split = "val"  # scored split
     max_images: int | None = Field(default=None, gt=0)  # None: the whole split
-    tasks: list[Literal["caption2bbox", "bbox2caption"]] = Field(
-        default_factory=lambda: list(REGION_TASKS), min_length=1
-    )
+    tasks: list[RegionTask] = Field(default_factory=lambda: list(REGION_TASKS), min_length=1)
     batch_size: int = Field(default=64, gt=0)  # regions per generation batch
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     probe: ProbeParams = Field(default_factory=ProbeParams)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from granvit_pipeline.model.tasks import TASKS
+from granvit_pipeline.model.tasks import TASKS, Task
 
 Stage = Literal["lm_warmup", "stage1", "stage2", "global_only"]
 Part = Literal["vision", "projector", "llm"]
@@ -21,13 +21,13 @@ class StageSpec:
     """One stage's rules."""
 
     trains: frozenset[Part]  # parts with gradients; the others are frozen
-    tasks: tuple[str, ...]  # tasks it may mix (default mix: all of them, weight 1 each)
+    tasks: tuple[Task, ...]  # tasks it may mix (default mix: all of them, weight 1 each)
     text_only: bool = False  # prompt -> answer without the image (the LM warm-up)
     continues: bool = False  # starts from the previous stage's export (``init_from``)
     distills: bool = False  # self-distillation from an EMA teacher (``lambda_distill > 0``)
 
 
-STAGES: dict[str, StageSpec] = {
+STAGES: dict[Stage, StageSpec] = {
     # text-only warm-up of a randomly initialised LLM
     "lm_warmup": StageSpec(trains=frozenset({"llm"}), tasks=TASKS, text_only=True),
     # the LLM is frozen but stays in the graph, so gradients flow through it to the encoder

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 Task = Literal["global", "bbox2caption", "caption2bbox"]
-TASKS: tuple[Task, ...] = ("global", "bbox2caption", "caption2bbox")
-REGION_TASKS: tuple[Task, ...] = ("caption2bbox", "bbox2caption")  # tasks about one region
+RegionTask = Literal["caption2bbox", "bbox2caption"]  # tasks about one region
+TASKS: tuple[Task, ...] = get_args(Task)  # in this order (the collator draws by it)
+REGION_TASKS: tuple[RegionTask, ...] = get_args(RegionTask)

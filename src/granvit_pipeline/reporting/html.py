@@ -9,12 +9,16 @@ names) goes through :func:`html.escape`, since captions are free text.
 from __future__ import annotations
 
 import html
+import logging
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from granvit_pipeline.reporting.curves import StageCurves, loss_curves_png
+from granvit_pipeline.reporting.curves import StageCurves, loss_curves_png, stage_lineage
 from granvit_pipeline.reporting.images import data_uri, decode_png, draw_boxes, png_bytes
+
+logger = logging.getLogger(__name__)
 
 TASK_TITLES = {
     "caption2bbox": "Caption2Bbox: the referring expression -> a box",
@@ -171,3 +175,21 @@ def render_report(
         f"<title>{_e(title)}</title><style>{CSS}</style></head>"
         f"<body>{body}</body></html>\n"
     )
+
+
+def render_lineage_report(
+    evaluation_report: Mapping[str, Any],
+    examples: Mapping[str, Any],
+    output_dir: str | Path,
+    ablation_table: Mapping[str, Any] | None = None,
+    *,
+    title: str,
+    image_size: int,
+) -> str:
+    """:func:`render_report` of the model trained in ``output_dir``, with the loss curves of
+    every stage it was initialised from (:func:`~granvit_pipeline.reporting.curves.
+    stage_lineage`): the stages that produced it, whatever their run names."""
+    stages = stage_lineage(output_dir)
+    logger.info("run report: %d stage(s) of curves, %d examples", len(stages),
+                len(examples.get("rows", [])))  # fmt: skip
+    return render_report(evaluation_report, stages, examples, ablation_table, title, image_size)

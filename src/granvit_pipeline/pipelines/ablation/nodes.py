@@ -24,8 +24,7 @@ from granvit_pipeline.datasets import ShardSet
 from granvit_pipeline.evaluation.config import EvaluateParams
 from granvit_pipeline.evaluation.probe import probe_with_settings
 from granvit_pipeline.model.export import load_encoder
-from granvit_pipeline.reporting.curves import stage_lineage
-from granvit_pipeline.reporting.html import render_report
+from granvit_pipeline.reporting.html import render_lineage_report
 from granvit_pipeline.training.granvit.params import CommonParams, StageParams
 from granvit_pipeline.training.granvit.stages import run_stage
 
@@ -143,7 +142,7 @@ def render_ablation_report(
 ) -> str:
     """The run report of ``evaluate`` (``evaluate.report`` settings) with the ablation table."""
     cfg = EvaluateParams.model_validate(params).report
-    return render_report(
-        evaluation_report, stage_lineage(stage2_result["output_dir"]), report_examples,
-        ablation_table, title=cfg.title, image_size=cfg.image_size,
+    return render_lineage_report(
+        evaluation_report, report_examples, stage2_result["output_dir"], ablation_table,
+        title=cfg.title, image_size=cfg.image_size,
     )  # fmt: skip

@@ -22,9 +22,8 @@ from granvit_pipeline.evaluation.config import EvaluateParams
 from granvit_pipeline.evaluation.loading import split_samples
 from granvit_pipeline.evaluation.probe import probe_with_settings
 from granvit_pipeline.reporting.browser import BrowserError, find_chromium, open_page
-from granvit_pipeline.reporting.curves import stage_lineage
 from granvit_pipeline.reporting.examples import pick_examples
-from granvit_pipeline.reporting.html import render_report
+from granvit_pipeline.reporting.html import render_lineage_report
 from granvit_pipeline.training.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -104,18 +103,11 @@ def render_run_report(
     stage2_result: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> str:
-    """The self-contained HTML run report.
-
-    Loss curves come from the evaluated model's lineage (``stage2_result.output_dir`` and the
-    stages it was initialised from, via each ``run_config.json``'s ``init_from``): the stages
-    that produced this model, whatever their run names, and no catalog entry per stage.
-    """
+    """The self-contained HTML run report of the evaluated model, with the loss curves of the
+    stages that produced it (its ``output_dir``'s lineage)."""
     cfg = EvaluateParams.model_validate(params).report
-    stages = stage_lineage(stage2_result["output_dir"])
-    logger.info("run report: %d stage(s) of curves, %d examples", len(stages),
-                len(report_examples.get("rows", [])))  # fmt: skip
-    return render_report(
-        evaluation_report, stages, report_examples, None, title=cfg.title,
+    return render_lineage_report(
+        evaluation_report, report_examples, stage2_result["output_dir"], title=cfg.title,
         image_size=cfg.image_size,
     )  # fmt: skip
 

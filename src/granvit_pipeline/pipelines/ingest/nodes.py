@@ -39,5 +39,5 @@ def ingest_regions(demo_records: list[dict], params: Mapping[str, Any]) -> Regio
         logger.info("Ingest rejected %d records: %s", len(quarantine), rejected)
         return {"rows_per_source": dict(per_source), "ingest_rejections": rejected}
 
-    batches = read_sources(cfg, demo_records, quarantine, per_source, demo_label="demo_annotations")
+    batches = read_sources(cfg, demo_records, quarantine, per_source)
     return RegionStream(batches, quarantine=quarantine.to_table, summary=summary)

@@ -133,7 +133,7 @@ def read_sources(
     cfg: IngestParams,
     demo_records: Sequence[dict[str, Any]],
     quarantine: Quarantine,
-    rows_per_source: Counter[str] | None = None,
+    rows_per_source: Counter[str],
     *,
     demo_label: str = "demo_annotations",
 ) -> Iterator[pa.RecordBatch]:
@@ -143,7 +143,6 @@ def read_sources(
     ``cfg.demo_dir``; quarantine entries name ``demo_label`` as their file). Rows are counted
     per source name into ``rows_per_source`` while the batches are consumed.
     """
-    counts = Counter[str]() if rows_per_source is None else rows_per_source
     common = {"split_fractions": cfg.split_fractions, "batch_size": cfg.batch_size}
     for src in cfg.resolved_sources():
         if isinstance(src, DemoSource):
@@ -161,6 +160,6 @@ def read_sources(
             name = src.source or src.format
             batches = read_source(src, quarantine, **common)
         for batch in batches:
-            counts[name] += batch.num_rows
+            rows_per_source[name] += batch.num_rows
             yield batch
-        logger.info("Ingested %d regions from source %r", counts[name], name)
+        logger.info("Ingested %d regions from source %r", rows_per_source[name], name)
